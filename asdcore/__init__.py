@@ -1,0 +1,33 @@
+"""asdcore: anomalous sound detection research toolkit (core: interfaces, registry, engine, metrics)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import AsdcoreError, AudioError, ConfigError, DatasetError, DuplicateNameError, UnknownComponentError
+from .features import FeatureSet
+from .hookspecs import hookimpl
+from .interfaces import (
+    ANOMALY, NORMAL, SOURCE, TARGET, UNKNOWN, Augmentation, Backend, Clip, Dataset, DatasetParams, Evaluation,
+    Frontend, FrontendOutput, FrontendSpec, Loss, Scorer, TrainData,
+)
+from .params import Params
+from .registry import get_registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANOMALY", "NORMAL", "SOURCE", "TARGET", "UNKNOWN", "AsdcoreError", "AudioError", "Augmentation", "Backend",
+    "Clip", "ConfigError", "Dataset", "DatasetError", "DatasetParams", "DuplicateNameError", "Evaluation",
+    "FeatureSet", "Frontend", "FrontendOutput", "FrontendSpec", "Loss", "Params", "Scorer", "TrainData",
+    "UnknownComponentError", "create", "hookimpl", "registered",
+]
+
+
+def create(kind: str, name: str, **params: Any) -> Any:
+    """A validated component instance with default context: ``create("backends", "knn", k=1)``."""
+    return get_registry().create(kind, name, params=params)
+
+
+def registered(kind: str) -> list[str]:
+    """The registered names of one kind (``frontends``, ``losses``, ``backends``, ...)."""
+    return get_registry().names(kind)

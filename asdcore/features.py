@@ -1,0 +1,93 @@
+"""FeatureSet: what flows from ``extract`` to ``score``, stored as groups of ``features.h5``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import ArtifactError
+from .store import atomic_path
+
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class FeatureSet:
+    """Embeddings and metadata of one split of one machine type.
+
+    ``domain``: 0 source, 1 target; ``is_anomaly``: 0 normal, 1 anomaly, -1 unknown;
+    ``path``: clip path relative to the dataset root.
+    """
+
+    embedding: np.ndarray
+    path: np.ndarray
+    section: np.ndarray
+    domain: np.ndarray
+    is_anomaly: np.ndarray
+    attribute: np.ndarray
+    frontend_score: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.embedding = np.asarray(self.embedding, dtype=np.float32)
+        self.path = np.asarray(self.path, dtype=object)
+        self.section = np.asarray(self.section, dtype=np.int64)
+        self.domain = np.asarray(self.domain, dtype=np.int8)
+        self.is_anomaly = np.asarray(self.is_anomaly, dtype=np.int8)
+        self.attribute = np.asarray(self.attribute, dtype=object)
+        if self.frontend_score is not None:
+            self.frontend_score = np.asarray(self.frontend_score, dtype=np.float64)
+        n = len(self.embedding)
+        if self.embedding.ndim != 2:
+            raise ValueError(f"embedding must be 2-D [N, D], got shape {self.embedding.shape}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"FeatureSet.{f.name} has {len(value)} rows, embedding has {n}")
+
+    def __len__(self) -> int:
+        return len(self.embedding)
+
+    @property
+    def names(self) -> list[str]:
+        """File names (base names) of the clips."""
+        return [Path(p).name for p in self.path]
+
+    def select(self, mask: np.ndarray) -> FeatureSet:
+        """The rows where ``mask`` is true (or the given indices)."""
+        return FeatureSet(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[mask]
+                             for f in fields(self)})
+
+    def to_group(self, group: h5py.Group) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            dtype = _STR if value.dtype == object else value.dtype
+            group.create_dataset(f.name, data=value.astype(dtype) if dtype is not _STR else list(value), dtype=dtype)
+
+    @classmethod
+    def from_group(cls, group: h5py.Group) -> FeatureSet:
+        data = {}
+        for f in fields(cls):
+            if f.name in group:
+                raw = group[f.name]
+                data[f.name] = raw.asstr()[()] if raw.dtype == _STR or h5py.check_string_dtype(raw.dtype) else raw[()]
+        return cls(**data)
+
+
+def save_features(path: Path, splits: dict[str, FeatureSet]) -> None:
+    """Write ``features.h5`` atomically with one group per split."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split, features in splits.items():
+                features.to_group(f.create_group(split))
+
+
+def load_features(path: Path, split: str) -> FeatureSet:
+    try:
+        with h5py.File(path, "r") as f:
+            return FeatureSet.from_group(f[split])
+    except (OSError, KeyError) as exc:
+        raise ArtifactError(f"{path}: cannot read split {split!r} ({exc})") from None

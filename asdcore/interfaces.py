@@ -1,0 +1,222 @@
+"""The core's vocabulary: the base classes every plugin component derives from."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+
+import numpy as np
+
+from .errors import ConfigError, DatasetError, suggest
+from .params import Params
+
+if TYPE_CHECKING:
+    import torch
+
+    from .features import FeatureSet
+
+SOURCE, TARGET = 0, 1
+NORMAL, ANOMALY, UNKNOWN = 0, 1, -1
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio clip and its metadata."""
+
+    path: Path
+    machine: str
+    split: Literal["train", "test"]
+    section: int
+    domain: int
+    is_anomaly: int
+    attribute: str = ""
+    subset: Literal["dev", "eval"] = "dev"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+class DatasetParams(Params):
+    """Parameters every dataset accepts; datasets subclass this for their own."""
+
+    root: str
+    machines: Literal["all"] | list[str] = "all"
+
+
+class Dataset:
+    """Lists clips per machine type and split, reads audio, and names its official scorer.
+
+    Subclasses set ``Params`` (a :class:`DatasetParams` subclass) and implement
+    :meth:`available_machines` and :meth:`clips`.
+    """
+
+    Params: ClassVar[type[DatasetParams]] = DatasetParams
+    scorer: ClassVar[str] = "dcase2023"
+    sample_rate: int = 16000
+    clip_seconds: float = 10.0
+
+    def __init__(self, params: DatasetParams):
+        self.params = params
+        self.root = Path(params.root)
+
+    @property
+    def id(self) -> str:
+        """Folder name of this dataset's results (e.g. ``dcase2023``)."""
+        raise NotImplementedError
+
+    def prepare(self, progress: bool = True) -> None:
+        """Make the data ready (e.g. generate it); by default check that the root exists."""
+        if not self.root.is_dir():
+            raise DatasetError(f"dataset root {str(self.root)!r} does not exist")
+
+    def available_machines(self) -> list[str]:
+        raise NotImplementedError
+
+    def machines(self) -> list[str]:
+        """The machine types selected by ``params.machines``, validated against what exists."""
+        available = self.available_machines()
+        if self.params.machines == "all":
+            return available
+        for machine in self.params.machines:
+            if machine not in available:
+                raise ConfigError(
+                    f"dataset.machines: unknown machine type {machine!r} in {str(self.root)!r}; "
+                    f"allowed: {', '.join(available)}.{suggest(machine, available)}"
+                )
+        return list(self.params.machines)
+
+    def clips(self, machine: str, split: Literal["train", "test"]) -> list[Clip]:
+        raise NotImplementedError
+
+    def subsets(self, machine: str) -> dict[int, str]:
+        """Map each test section of ``machine`` to its subset (``dev`` or ``eval``)."""
+        return {clip.section: clip.subset for clip in self.clips(machine, "test")}
+
+    def read(self, clip: Clip) -> np.ndarray:
+        """The clip's waveform (float32), tiled/cropped from offset 0 to the fixed clip length."""
+        from .audio import fit_length, read_audio
+
+        wave = read_audio(clip.path, self.sample_rate)
+        return fit_length(wave, round(self.clip_seconds * self.sample_rate))
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    """What a frontend emits and needs, checked by the engine before running."""
+
+    embedding_dim: int
+    needs_training: bool = False
+    emits_scores: bool = False
+
+
+class FrontendOutput(NamedTuple):
+    embedding: "torch.Tensor"
+    score: "torch.Tensor | None" = None
+
+
+@dataclass
+class TrainData:
+    """Everything a trainable frontend's :meth:`Frontend.fit` gets from the engine."""
+
+    clips: Sequence[Clip]
+    read: Any
+    training: Any
+    loss: "Loss | None"
+    augmentations: Sequence["Augmentation"]
+    device: "torch.device"
+    seed: int
+    workdir: Path
+    log: list[dict] = field(default_factory=list)
+
+
+class Frontend:
+    """Turns waveforms into embeddings (and optionally its own anomaly scores)."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params, *, sample_rate: int = 16000, device: "torch.device | None" = None):
+        import torch
+
+        self.params = params
+        self.sample_rate = sample_rate
+        self.device = device or torch.device("cpu")
+
+    @property
+    def spec(self) -> FrontendSpec:
+        raise NotImplementedError
+
+    def fit(self, data: TrainData) -> None:
+        """Train on normal clips; append one dict per epoch to ``data.log``."""
+        raise NotImplementedError(f"{type(self).__name__} needs no training")
+
+    def extract(self, waves: "torch.Tensor") -> FrontendOutput:
+        """Embeddings ``[B, D]`` (and optional scores ``[B]``) for a batch of waveforms ``[B, L]``."""
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        """Write the trained state into ``directory`` (only called when the spec needs training)."""
+
+    def load(self, directory: Path) -> None:
+        """Restore the state written by :meth:`save`."""
+
+
+class Loss:
+    """Maps (embeddings, labels) to a scalar training loss. Implementations are torch modules."""
+
+    Params: ClassVar[type[Params]] = Params
+
+
+class Augmentation:
+    """Transforms a training batch ``(waves, labels) -> (waves, labels)``."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params):
+        self.params = params
+
+
+class Backend:
+    """Fitted per machine type on train embeddings; scores test embeddings (higher = more anomalous)."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params, *, seed: int = 0):
+        self.params = params
+        self.seed = seed
+
+    def fit(self, train: "FeatureSet") -> None:
+        raise NotImplementedError
+
+    def score(self, test: "FeatureSet") -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class Evaluation:
+    """Scores of one machine type: every metric per section, the official score per subset,
+    and the values that enter the subset-level official score."""
+
+    machine: str
+    metrics: list[tuple[str, str, float]]
+    official: dict[str, float]
+    pooled: dict[str, list[float]]
+
+
+class Scorer:
+    """Computes every AUC/pAUC type per section and the official score of a DCASE year."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    def evaluate(
+        self, machine: str, test: "FeatureSet", scores: np.ndarray, subsets: Mapping[int, str]
+    ) -> Evaluation:
+        raise NotImplementedError
+
+    def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, float]:
+        """Official score per subset over machine types."""
+        raise NotImplementedError

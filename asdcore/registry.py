@@ -1,0 +1,255 @@
+"""Plugin loading and the component tables ``kind -> name -> Entry``."""
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs, interfaces
+from .errors import DuplicateNameError, PluginLoadError, UnknownComponentError, suggest
+from .params import validate
+
+GROUP = "asdcore"
+CORE_DISTRIBUTION = "asdcore"
+
+KINDS: dict[str, tuple[str, type]] = {
+    "frontends": ("register_frontends", interfaces.Frontend),
+    "losses": ("register_losses", interfaces.Loss),
+    "backends": ("register_backends", interfaces.Backend),
+    "datasets": ("register_datasets", interfaces.Dataset),
+    "scorers": ("register_scorers", interfaces.Scorer),
+    "augmentations": ("register_augmentations", interfaces.Augmentation),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    cls: type
+    distribution: str
+    version: str
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadError:
+    plugin: str
+    distribution: str
+    error: str
+    during: str = "import"
+    details: str = ""
+
+
+class Registry:
+    """Loads plugins through pluggy and keeps the tables of registered components.
+
+    ``Registry(entry_points=False)`` starts with the core's default plugins only; tests add
+    in-test plugins with :meth:`add_plugin`.
+    """
+
+    def __init__(self, entry_points: bool = True, strict: bool | None = None):
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.strict = strict if strict is not None else os.environ.get("ASDCORE_STRICT_PLUGINS") == "1"
+        self.plugins: dict[str, PluginInfo] = {}
+        self.errors: list[LoadError] = []
+        self._tables: dict[str, dict[str, Entry]] | None = None
+        self._conflicts: dict[tuple[str, str], list[Entry]] = {}
+        from .default_plugins import DEFAULT_PLUGINS
+
+        for module in DEFAULT_PLUGINS:
+            self.add_plugin(module, name=module.__name__, distribution=CORE_DISTRIBUTION)
+        if entry_points:
+            self._load_entry_points()
+        self.pm.check_pending()
+
+    def add_plugin(self, plugin: Any, name: str, distribution: str = "<test>", version: str = "") -> None:
+        """Register a plugin object (a module or any object with hookimpls)."""
+        if not version and distribution == CORE_DISTRIBUTION:
+            version = _version(CORE_DISTRIBUTION)
+        self.pm.register(plugin, name=name)
+        hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+        self.plugins[name] = PluginInfo(name, distribution, version, hooks)
+        self._tables = None
+
+    def remove_plugin(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.plugins.pop(name, None)
+        self._tables = None
+
+    def _load_entry_points(self) -> None:
+        selected = os.environ.get("ASDCORE_LOAD_PLUGINS")
+        wanted = {n.strip() for n in selected.split(",") if n.strip()} if selected is not None else None
+        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            dist = ep.dist.name if ep.dist else ep.name
+            version = ep.dist.version if ep.dist else ""
+            try:
+                module = ep.load()
+            except Exception as exc:
+                self._record(ep.name, dist, exc)
+                continue
+            self.add_plugin(module, name=ep.name, distribution=dist, version=version)
+
+    def _record(self, plugin: str, distribution: str, exc: BaseException, during: str = "import") -> None:
+        error = LoadError(plugin, distribution, f"{type(exc).__name__}: {exc}", during, traceback.format_exc())
+        if self.strict:
+            raise PluginLoadError(f"plugin {plugin!r} ({distribution}) failed: {error.error}") from exc
+        self.errors.append(error)
+
+    def _call_each(self, hook_name: str, make_kwargs: Callable[[PluginInfo], dict]) -> None:
+        """Call one hook plugin by plugin, so that what each registers is attributed to it."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            info = self.plugins[self.pm.get_name(impl.plugin)]
+            kwargs = make_kwargs(info)
+            try:
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+            except Exception as exc:
+                self._record(info.name, info.distribution, exc, during=hook_name)
+
+    @property
+    def tables(self) -> dict[str, dict[str, Entry]]:
+        if self._tables is None:
+            self._build_tables()
+        return self._tables
+
+    def _build_tables(self) -> None:
+        tables: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._conflicts = {}
+        self.errors = [e for e in self.errors if e.during in ("import", "register_commands")]
+        for kind, (hook_name, base) in KINDS.items():
+            def registrar(info: PluginInfo, kind: str = kind, base: type = base) -> dict:
+                def register(name: str, cls: type) -> None:
+                    if not (isinstance(cls, type) and issubclass(cls, base)):
+                        raise TypeError(f"{kind} {name!r} must be a subclass of asdcore.{base.__name__}")
+                    entry = Entry(name, cls, info.distribution, info.version)
+                    if name in tables[kind]:
+                        self._conflicts.setdefault((kind, name), [tables[kind][name]]).append(entry)
+                    else:
+                        tables[kind][name] = entry
+
+                return {"register": register}
+
+            self._call_each(hook_name, registrar)
+        self._tables = tables
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every plugin add its CLI verbs; failures are recorded, never fatal."""
+        self._call_each("register_commands", lambda info: {"cli": cli})
+
+    def names(self, kind: str) -> list[str]:
+        """The registered names of one kind, sorted."""
+        return sorted(self._table(kind))
+
+    def conflicts(self) -> list[DuplicateNameError]:
+        self.tables
+        return [self._duplicate(kind, name) for kind, name in sorted(self._conflicts)]
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry registered as ``name``; unknown or duplicate names are errors."""
+        table = self._table(kind)
+        if (kind, name) in self._conflicts:
+            raise self._duplicate(kind, name)
+        if name not in table:
+            raise UnknownComponentError(self._unknown_message(kind, name))
+        return table[name]
+
+    def create(self, kind: str, name: str, path: str = "", **kwargs: Any) -> Any:
+        """Instantiate ``name`` with validated ``params`` (a mapping) and keyword arguments."""
+        entry = self.get(kind, name)
+        params = validate(entry.cls.Params, kwargs.pop("params", None), path or f"{kind}.{name}.params")
+        return entry.cls(params, **kwargs)
+
+    def _table(self, kind: str) -> dict[str, Entry]:
+        if kind not in KINDS:
+            raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        return self.tables[kind]
+
+    def _duplicate(self, kind: str, name: str) -> DuplicateNameError:
+        dists = [entry.distribution for entry in self._conflicts[(kind, name)]]
+        return DuplicateNameError(
+            f"{kind[:-1]} name {name!r} is registered by more than one distribution: {' and '.join(dists)}; "
+            "uninstall one of them or rename the component"
+        )
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        names = self.names(kind)
+        message = (
+            f"unknown {kind[:-1]} {name!r}; registered {kind}: {', '.join(names) or '(none)'}."
+            f"{suggest(name, names)}"
+        )
+        if self.errors:
+            failed = "; ".join(f"{e.distribution} ({e.error})" for e in self.errors)
+            message += f" Plugins that failed to load: {failed}."
+        return message
+
+    def report(self) -> dict:
+        """Distributions, versions, hooks, registered names and load errors, as plain data."""
+        tables = self.tables
+        plugins = []
+        for info in sorted(self.plugins.values(), key=lambda i: (i.distribution, i.name)):
+            components = {
+                kind: sorted(n for n, e in tables[kind].items() if e.distribution == info.distribution)
+                for kind in KINDS
+            }
+            plugins.append(
+                {
+                    "name": info.name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "hooks": info.hooks,
+                    "components": {k: v for k, v in components.items() if v},
+                }
+            )
+        errors = [vars(e) for e in self.errors] + [
+            {"plugin": "", "distribution": "", "error": str(err), "during": "registration", "details": ""}
+            for err in self.conflicts()
+        ]
+        return {"plugins": plugins, "errors": errors}
+
+    def versions(self) -> dict[str, str]:
+        """Distribution name -> version of every loaded plugin distribution."""
+        return {info.distribution: info.version for info in self.plugins.values()}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_current: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading installed plugins on first use."""
+    global _current
+    if _current is None:
+        _current = Registry()
+    return _current
+
+
+@contextmanager
+def use_registry(registry: Registry) -> Iterator[Registry]:
+    """Make ``registry`` the process-wide one inside the block (for tests and embedding)."""
+    global _current
+    previous, _current = _current, registry
+    try:
+        yield registry
+    finally:
+        _current = previous
