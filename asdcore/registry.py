@@ -28,6 +28,10 @@ KINDS: dict[str, tuple[str, type]] = {
 }
 
 
+SINGULAR = {"frontends": "frontend", "losses": "loss", "backends": "backend", "datasets": "dataset",
+            "scorers": "scorer", "augmentations": "augmentation"}
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -74,13 +78,17 @@ class Registry:
             self.add_plugin(module, name=module.__name__, distribution=CORE_DISTRIBUTION)
         if entry_points:
             self._load_entry_points()
-        self.pm.check_pending()
 
     def add_plugin(self, plugin: Any, name: str, distribution: str = "<test>", version: str = "") -> None:
         """Register a plugin object (a module or any object with hookimpls)."""
         if not version and distribution == CORE_DISTRIBUTION:
             version = _version(CORE_DISTRIBUTION)
         self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(plugin)
+            raise
         hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
         self.plugins[name] = PluginInfo(name, distribution, version, hooks)
         self._tables = None
@@ -99,11 +107,9 @@ class Registry:
             dist = ep.dist.name if ep.dist else ep.name
             version = ep.dist.version if ep.dist else ""
             try:
-                module = ep.load()
+                self.add_plugin(ep.load(), name=ep.name, distribution=dist, version=version)
             except Exception as exc:
                 self._record(ep.name, dist, exc)
-                continue
-            self.add_plugin(module, name=ep.name, distribution=dist, version=version)
 
     def _record(self, plugin: str, distribution: str, exc: BaseException, during: str = "import") -> None:
         error = LoadError(plugin, distribution, f"{type(exc).__name__}: {exc}", during, traceback.format_exc())
@@ -113,7 +119,7 @@ class Registry:
 
     def _call_each(self, hook_name: str, make_kwargs: Callable[[PluginInfo], dict]) -> None:
         """Call one hook plugin by plugin, so that what each registers is attributed to it."""
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = self.plugins[self.pm.get_name(impl.plugin)]
             kwargs = make_kwargs(info)
             try:
@@ -182,14 +188,14 @@ class Registry:
     def _duplicate(self, kind: str, name: str) -> DuplicateNameError:
         dists = [entry.distribution for entry in self._conflicts[(kind, name)]]
         return DuplicateNameError(
-            f"{kind[:-1]} name {name!r} is registered by more than one distribution: {' and '.join(dists)}; "
+            f"{SINGULAR[kind]} name {name!r} is registered by more than one distribution: {' and '.join(dists)}; "
             "uninstall one of them or rename the component"
         )
 
     def _unknown_message(self, kind: str, name: str) -> str:
         names = self.names(kind)
         message = (
-            f"unknown {kind[:-1]} {name!r}; registered {kind}: {', '.join(names) or '(none)'}."
+            f"unknown {SINGULAR[kind]} {name!r}; registered {kind}: {', '.join(names) or '(none)'}."
             f"{suggest(name, names)}"
         )
         if self.errors:

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from asdcore import metrics
+from asdcore.errors import AsdcoreError
+
+
+def test_auc_counts_ordered_pairs():
+    y = np.array([0, 0, 0, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.3])
+    # anomaly 0.8 beats all 3 normals, anomaly 0.3 beats 1 normal -> 4 of 6 pairs
+    assert metrics.auc(y, s) == pytest.approx(4 / 6)
+
+
+def test_pauc_is_mcclish_standardised():
+    y = np.array([0] * 10 + [1] * 2)
+    s = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.95, 0.9, 0.85])
+    # FPR steps of 0.1: anomalies at 0.9 and 0.85 rank below one normal (0.95): ROC reaches TPR 0 at FPR 0.1
+    # so the raw area on [0, 0.1] is 0 and the standardised value is 0.5 * (1 + (0 - 0.005) / 0.095)
+    assert metrics.pauc(y, s) == pytest.approx(0.5 * (1 + (0 - 0.005) / 0.095))
+    s_perfect = s.copy()
+    s_perfect[10:] = [2.0, 3.0]
+    assert metrics.pauc(y, s_perfect) == pytest.approx(1.0)
+
+
+def test_hmean_clamps_to_epsilon():
+    assert metrics.hmean([0.5, 1.0]) == pytest.approx(2 / 3)
+    assert metrics.hmean([0.0, 1.0]) == pytest.approx(2 / (1 / np.finfo(float).eps + 1))
+
+
+def test_section_metrics_selects_domains():
+    domain = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    label = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    score = np.array([0.1, 0.2, 0.9, 0.3, 0.5, 0.6, 0.4, 0.95])
+    values = metrics.section_metrics(domain, label, score)
+    assert list(values) == list(metrics.METRICS)
+    assert values["s_auc"] == pytest.approx(metrics.auc(label[:4], score[:4]))
+    smix = (domain == 0) | (label == 1)
+    assert values["smix_auc"] == pytest.approx(metrics.auc(label[smix], score[smix]))
+    tmix = (domain == 1) | (label == 1)
+    assert values["tmix_auc"] == pytest.approx(metrics.auc(label[tmix], score[tmix]))
+    only_source = metrics.section_metrics(domain[:4], label[:4], score[:4])
+    assert list(only_source) == ["s_auc", "s_pauc"]
+
+
+def test_section_metrics_rejects_unusable_input():
+    with pytest.raises(AsdcoreError, match="fan s_auc: needs both normal and anomalous clips"):
+        metrics.section_metrics(np.array([0, 0]), np.array([0, 0]), np.array([0.1, 0.2]), where="fan")
+    with pytest.raises(AsdcoreError, match="no normal/anomaly label"):
+        metrics.section_metrics(np.array([0, 0]), np.array([0, -1]), np.array([0.1, 0.2]))
+    with pytest.raises(AsdcoreError, match="NaN"):
+        metrics.section_metrics(np.array([0, 0]), np.array([0, 1]), np.array([0.1, np.nan]))

@@ -1,0 +1,168 @@
+"""Small in-test components for core tests: a WAV-folder dataset, frontends and a backend."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import soundfile as sf
+import torch
+
+import asdcore
+
+SR = 8000
+SECONDS = 0.25
+CALLS: dict[str, int] = {}
+
+
+def count(name: str) -> None:
+    CALLS[name] = CALLS.get(name, 0) + 1
+
+
+def make_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
+    """Write a tiny dataset: normal = tone + noise; anomaly = a shifted tone; target = another tone."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * SECONDS)) / SR
+    for m_index, machine in enumerate(machines):
+        base = 300 + 100 * m_index
+        for split in ("train", "test"):
+            (root / machine / split).mkdir(parents=True, exist_ok=True)
+        specs = [("train", "source", "normal", n_train), ("train", "target", "normal", n_target)]
+        specs += [("test", d, lab, n_test // 4) for d in ("source", "target") for lab in ("normal", "anomaly")]
+        for split, domain, label, n in specs:
+            for i in range(n):
+                f = base * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
+                if label == "anomaly":
+                    f *= 1.08 + 0.05 * rng.random()
+                wave = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))
+                sf.write(root / machine / split / f"{domain}_{label}_{i:03d}.wav", wave.astype(np.float32), SR)
+    return root
+
+
+class ToyDataset(asdcore.Dataset):
+    """Reads ``<root>/<machine>/{train,test}/<domain>_<label>_<i>.wav``; one section, all dev."""
+
+    scorer = "hmean"
+    sample_rate = SR
+    clip_seconds = SECONDS
+
+    @property
+    def id(self) -> str:
+        return "toy"
+
+    def available_machines(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def clips(self, machine, split):
+        out = []
+        for path in sorted((self.root / machine / split).glob("*.wav")):
+            domain, label, _ = path.stem.split("_")
+            out.append(asdcore.Clip(path, machine, split, 0, int(domain == "target"), int(label == "anomaly")))
+        return out
+
+
+class SpectrumFrontend(asdcore.Frontend):
+    """Magnitude spectrum in ``bins`` bands; ``delay`` seconds of sleep per batch (for kill tests)."""
+
+    class Params(asdcore.Params):
+        bins: int = pydantic.Field(16, ge=1)
+        delay: float = 0.0
+        nan: bool = False
+
+    @property
+    def spec(self):
+        return asdcore.FrontendSpec(embedding_dim=self.params.bins)
+
+    def extract(self, waves):
+        count("extract")
+        time.sleep(self.params.delay)
+        spectrum = torch.fft.rfft(waves).abs()
+        bands = spectrum[:, : spectrum.shape[1] // self.params.bins * self.params.bins]
+        embedding = bands.reshape(len(waves), self.params.bins, -1).mean(-1)
+        if self.params.nan:
+            embedding[0, 0] = float("nan")
+        return asdcore.FrontendOutput(embedding, embedding.sum(1))
+
+
+class CentredFrontend(SpectrumFrontend):
+    """A trainable frontend: learns the mean training spectrum and subtracts it, then weights the bands
+    with random weights (``noise``), so results depend on the seed."""
+
+    class Params(SpectrumFrontend.Params):
+        noise: float = 0.0
+
+    @property
+    def spec(self):
+        return asdcore.FrontendSpec(embedding_dim=self.params.bins, needs_training=True)
+
+    def fit(self, data):
+        count("fit")
+        waves = torch.stack([torch.from_numpy(data.read(c)) for c in data.clips])
+        feats = super().extract(waves).embedding
+        for epoch in range(data.training.epochs):
+            self.centre = feats.mean(0)
+            self.weight = 1 + self.params.noise * torch.randn(self.params.bins)
+            data.log.append({"epoch": epoch, "loss": float(((feats - self.centre) ** 2).mean())})
+
+    def extract(self, waves):
+        out = super().extract(waves)
+        return asdcore.FrontendOutput((out.embedding - self.centre) * self.weight)
+
+    def save(self, directory):
+        torch.save({"centre": self.centre, "weight": self.weight}, Path(directory) / "weights.pt")
+
+    def load(self, directory):
+        state = torch.load(Path(directory) / "weights.pt")
+        self.centre, self.weight = state["centre"], state["weight"]
+
+
+class DistanceBackend(asdcore.Backend):
+    """Euclidean distance to the nearest training embedding; ``fail_on`` raises for one machine."""
+
+    class Params(asdcore.Params):
+        fail_on: str = ""
+        scale: float = 1.0
+        nan: bool = False
+
+    def fit(self, train):
+        count("fit_backend")
+        self.refs = train.embedding.astype(np.float64)
+
+    def score(self, test):
+        if self.params.fail_on and any(self.params.fail_on in p for p in test.path):
+            raise RuntimeError(f"backend failure on {self.params.fail_on}")
+        d = np.linalg.norm(test.embedding[:, None, :] - self.refs[None], axis=-1).min(1) * self.params.scale
+        if self.params.nan:
+            d[0] = np.nan
+        return d
+
+
+@asdcore.hookimpl
+def register_datasets(register):
+    register("toy", ToyDataset)
+
+
+@asdcore.hookimpl
+def register_frontends(register):
+    register("spectrum", SpectrumFrontend)
+    register("centred", CentredFrontend)
+
+
+@asdcore.hookimpl
+def register_backends(register):
+    register("distance", DistanceBackend)
+
+
+def pipeline(root: Path, output: Path, **changes) -> dict:
+    config = {
+        "name": "toyrun",
+        "dataset": {"name": "toy", "root": str(root)},
+        "frontend": {"name": "spectrum", "params": {}},
+        "backends": [{"name": "distance"}],
+        "seeds": [0, 1],
+        "output": str(output),
+        "device": "cpu",
+    }
+    config.update(changes)
+    return config
