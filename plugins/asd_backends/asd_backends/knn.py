@@ -41,6 +41,8 @@ class KnnBackend(asdcore.Backend):
             self.references.append((refs, k))
 
     def score(self, test: asdcore.FeatureSet) -> np.ndarray:
+        if not hasattr(self, "references"):
+            raise asdcore.AsdcoreError("knn: score() called before fit()")
         embedding = self._prepare(test, "test")
         distances = [mean_knn_distance(embedding, refs, k) for refs, k in self.references]
         return 0.5 * np.min(distances, axis=0)

@@ -26,9 +26,9 @@ def synth_command(root: Path, machines: str | None, seed: int, n_train_source: i
     from . import synth
 
     selected = tuple(m.strip() for m in machines.split(",") if m.strip()) if machines else synth.MACHINE_TYPES
-    options = synth.SynthOptions(machines=selected, n_train_source=n_train_source, n_train_target=n_train_target,
-                                 n_test=n_test, clip_seconds=clip_seconds, seed=seed)
     try:
+        options = synth.SynthOptions(machines=selected, n_train_source=n_train_source, n_train_target=n_train_target,
+                                     n_test=n_test, clip_seconds=clip_seconds, seed=seed)
         paths = synth.generate(root, options, progress=True)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

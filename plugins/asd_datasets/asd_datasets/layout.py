@@ -5,7 +5,6 @@ Names: ``section_<SS>_<source|target>_<train|test>_<normal|anomaly>_<index>[_<at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,7 +30,7 @@ def parse_name(path: Path) -> ParsedName:
     """Parse a unified file name; a malformed one is a DatasetError naming the file."""
     parts = Path(path).stem.split("_")
     try:
-        if parts[0] != "section" or parts[3] not in SPLITS:
+        if parts[0] != "section" or parts[3] not in SPLITS or not (parts[1].isdigit() and parts[5].isdigit()):
             raise ValueError
         return ParsedName(int(parts[1]), DOMAINS[parts[2]], parts[3], LABELS[parts[4]], parts[5], "_".join(parts[6:]))
     except (ValueError, KeyError, IndexError):
@@ -54,10 +53,12 @@ class FormattedDataset(asdcore.Dataset):
         )
 
     def clips(self, machine: str, split: str) -> list[asdcore.Clip]:
-        return list(self._clips(machine, split))
+        listings = self.__dict__.setdefault("_listings", {})
+        if (machine, split) not in listings:
+            listings[machine, split] = self._list(machine, split)
+        return list(listings[machine, split])
 
-    @cache
-    def _clips(self, machine: str, split: str) -> tuple[asdcore.Clip, ...]:
+    def _list(self, machine: str, split: str) -> tuple[asdcore.Clip, ...]:
         folder = self.root / machine / split
         if not folder.is_dir():
             raise DatasetError(f"missing folder {str(folder)!r}")

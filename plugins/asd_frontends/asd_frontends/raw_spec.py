@@ -27,8 +27,20 @@ class RawSpecFrontend(asdcore.Frontend):
         f_max: float | None = None
         pooling: Literal["time_mean", "time_max"] = "time_mean"
 
+        @pydantic.model_validator(mode="after")
+        def _band(self):
+            if self.f_max is not None and self.f_max <= self.f_min:
+                raise ValueError(f"f_max ({self.f_max}) must be above f_min ({self.f_min})")
+            return self
+
     def __init__(self, params: Params, **context):
         super().__init__(params, **context)
+        nyquist = self.sample_rate / 2
+        if (params.f_max or nyquist) > nyquist or params.f_min >= nyquist:
+            raise asdcore.ConfigError(
+                f"frontend.params: the mel band {params.f_min}–{params.f_max} Hz must lie below the "
+                f"Nyquist frequency {nyquist} Hz"
+            )
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=self.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length, n_mels=params.n_mels,
             f_min=params.f_min, f_max=params.f_max, power=1.0, normalized=True, center=True, pad_mode="constant",

@@ -1,0 +1,66 @@
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from asd_datasets.layout import parse_name
+from asdcore import ANOMALY, SOURCE, TARGET
+from asdcore.cli import cli
+from asdcore.registry import get_registry
+
+SMALL = ["--n-train-source", "8", "--n-train-target", "2", "--n-test", "8", "--clip-seconds", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def asdcore_cli():
+    if "data" not in cli.commands:
+        get_registry().add_commands(cli)
+    return cli
+
+
+def run(asdcore_cli, *args):
+    return CliRunner().invoke(asdcore_cli, ["data", "synth", *args])
+
+
+def test_data_command_is_registered(asdcore_cli):
+    assert "synth" in asdcore_cli.commands["data"].commands
+
+
+def test_synth_writes_the_clips(asdcore_cli, tmp_path):
+    result = run(asdcore_cli, "--root", str(tmp_path), "--machines", "fan", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert f"18 clips of fan in {tmp_path}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fan"]
+    train = sorted((tmp_path / "fan" / "train").glob("*.wav"))
+    test = sorted((tmp_path / "fan" / "test").glob("*.wav"))
+    assert len(train) == 10 and len(test) == 8
+    assert sorted(parse_name(p).domain for p in train) == [SOURCE] * 8 + [TARGET] * 2
+    assert sum(parse_name(p).is_anomaly == ANOMALY for p in test) == 4
+    info = sf.info(test[0])
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 8000)
+
+
+def test_synth_is_deterministic(asdcore_cli, tmp_path):
+    for root in ("a", "b"):
+        assert run(asdcore_cli, "--root", str(tmp_path / root), "--machines", "valve", "--seed", "3", *SMALL).exit_code == 0
+    a = sorted((tmp_path / "a").rglob("*.wav"))
+    assert len(a) == 18
+    assert all(p.read_bytes() == (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes() for p in a)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--machines", "fan,drill", *SMALL], "drill"),
+    (["--machines", "fan", *SMALL[:-4], "--n-test", "6", *SMALL[-2:]], "divisible by 4"),
+])
+def test_invalid_options_fail_with_a_clean_message(asdcore_cli, tmp_path, args, named):
+    result = run(asdcore_cli, "--root", str(tmp_path / "out"), *args)
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
+    assert result.exit_code == 1
+    assert "Error:" in result.output and named in result.output
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+def test_n_test_out_of_range_is_rejected(asdcore_cli, tmp_path):
+    result = run(asdcore_cli, "--root", str(tmp_path), "--n-test", "2")
+    assert result.exit_code == 2
+    assert "--n-test" in result.output
+    assert not list(tmp_path.rglob("*.wav"))

@@ -1,0 +1,160 @@
+import numpy as np
+import pytest
+
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AsdcoreError, FeatureSet
+from asdcore.metrics import EPS, hmean
+from asdcore.registry import Registry
+
+SOURCE_NORMAL = [0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
+SOURCE_ANOMALY = [0.35, 0.75, 0.85, 0.97, 0.99]
+TARGET_NORMAL = [0.15, 0.25, 0.45, 0.55, 0.65, 0.72, 0.78, 0.88, 0.92, 0.98]
+TARGET_ANOMALY = [0.05, 0.58, 0.82, 0.93, 0.96]
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    registry = Registry()
+    assert registry.get("scorers", "dcase2023").distribution == "asd-datasets"
+    return registry.create("scorers", "dcase2023")
+
+
+def section(sn, sa, tn, ta, number=0):
+    groups = [(sn, SOURCE, NORMAL), (sa, SOURCE, ANOMALY), (tn, TARGET, NORMAL), (ta, TARGET, ANOMALY)]
+    rows = [(score, domain, label) for scores, domain, label in groups for score in scores]
+    scores, domain, label = map(np.array, zip(*rows))
+    n = len(rows)
+    return FeatureSet(embedding=np.zeros((n, 1)), path=[f"c{number}_{i}.wav" for i in range(n)],
+                      section=np.full(n, number), domain=domain, is_anomaly=label, attribute=[""] * n), scores
+
+
+def concat(*parts):
+    sets, scores = zip(*parts)
+    fields = ("embedding", "path", "section", "domain", "is_anomaly", "attribute")
+    return FeatureSet(**{f: np.concatenate([getattr(s, f) for s in sets]) for f in fields}), np.concatenate(scores)
+
+
+def auc_by_pairs(normal, anomaly):
+    wins = sum(1.0 if a > n else 0.5 if a == n else 0.0 for a in anomaly for n in normal)
+    return wins / (len(normal) * len(anomaly))
+
+
+def pauc_by_hand(normal, anomaly, max_fpr=0.1):
+    """McClish-standardised partial AUC of a tie-free ROC staircase, integrated step by step."""
+    area, fpr = 0.0, 0.0
+    for threshold in sorted(normal, reverse=True):
+        width = min(1 / len(normal), max_fpr - fpr)
+        if width <= 0:
+            break
+        tpr = sum(a > threshold for a in anomaly) / len(anomaly)
+        area, fpr = area + width * tpr, fpr + width
+    return 0.5 * (1 + (area - 0.005) / (0.1 - 0.005))
+
+
+def hmean_by_hand(values):
+    return len(values) / sum(1 / v for v in values)
+
+
+def expected_metrics(sn, sa, tn, ta):
+    return {
+        "s_auc": auc_by_pairs(sn, sa), "s_pauc": pauc_by_hand(sn, sa),
+        "t_auc": auc_by_pairs(tn, ta), "t_pauc": pauc_by_hand(tn, ta),
+        "smix_auc": auc_by_pairs(sn, sa + ta), "tmix_auc": auc_by_pairs(tn, sa + ta),
+        "mix_auc": auc_by_pairs(sn + tn, sa + ta), "mix_pauc": pauc_by_hand(sn + tn, sa + ta),
+    }
+
+
+BASE = (SOURCE_NORMAL, SOURCE_ANOMALY, TARGET_NORMAL, TARGET_ANOMALY)
+
+
+def test_hand_computations_are_what_we_think():
+    assert auc_by_pairs(SOURCE_NORMAL, SOURCE_ANOMALY) == (3 + 7 + 8 + 10 + 10) / 50
+    top_two_normals_area = (1 / 10 + 3 / 10) / 20
+    assert pauc_by_hand(SOURCE_NORMAL + TARGET_NORMAL, SOURCE_ANOMALY + TARGET_ANOMALY) == pytest.approx(
+        0.5 * (1 + (top_two_normals_area - 0.005) / 0.095))
+
+
+def test_section_metrics_match_hand_computation(scorer):
+    test, scores = section(*BASE)
+    evaluation = scorer.evaluate("fan", test, scores, {0: "dev"})
+    expected = expected_metrics(*BASE)
+    got = {name: value for sec, name, value in evaluation.metrics if sec == "00"}
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+    official = hmean_by_hand([expected["smix_auc"], expected["tmix_auc"], expected["mix_pauc"]])
+    assert evaluation.official == {"dev": pytest.approx(official, abs=1e-12)}
+    assert ("dev", "official", evaluation.official["dev"]) in evaluation.metrics
+    assert evaluation.pooled["dev"] == pytest.approx([expected["smix_auc"], expected["tmix_auc"], expected["mix_pauc"]])
+
+
+def test_pauc_interpolates_between_normals(scorer):
+    sn, sa, tn, ta = SOURCE_NORMAL[:7], SOURCE_ANOMALY, TARGET_NORMAL[:8], TARGET_ANOMALY
+    test, scores = section(sn, sa, tn, ta)
+    got = {name: value for sec, name, value in scorer.evaluate("fan", test, scores, {0: "dev"}).metrics if sec == "00"}
+    for name, value in expected_metrics(sn, sa, tn, ta).items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_only_section_00_is_official(scorer):
+    flipped = tuple([1 - s for s in group] for group in BASE)
+    test, scores = concat(section(*BASE, number=0), section(*flipped, number=1))
+    evaluation = scorer.evaluate("fan", test, scores, {0: "dev", 1: "dev"})
+    assert {sec for sec, _, _ in evaluation.metrics} == {"00", "01", "dev"}
+    section1 = {name: value for sec, name, value in evaluation.metrics if sec == "01"}
+    assert section1["s_auc"] == pytest.approx(1 - auc_by_pairs(SOURCE_NORMAL, SOURCE_ANOMALY))
+    alone = scorer.evaluate("fan", *section(*BASE), {0: "dev"})
+    assert evaluation.official == pytest.approx(alone.official)
+    assert evaluation.pooled["dev"] == pytest.approx(alone.pooled["dev"])
+
+
+def test_aggregate_is_the_pooled_harmonic_mean(scorer):
+    other = ([0.1, 0.4, 0.6, 0.8, 0.9], [0.3, 0.7, 0.99], [], [])
+    fan = scorer.evaluate("fan", *section(*BASE), {0: "dev"})
+    valve = scorer.evaluate("valve", *section(*other), {0: "dev"})
+    fan_metrics = expected_metrics(*BASE)
+    values = [fan_metrics["smix_auc"], fan_metrics["tmix_auc"], fan_metrics["mix_pauc"],
+              auc_by_pairs(*other[:2]), pauc_by_hand(*other[:2])]
+    result = scorer.aggregate([fan, valve])
+    assert result == {"dev": pytest.approx(hmean_by_hand(values), abs=1e-12)}
+    assert result["dev"] != pytest.approx(hmean_by_hand([fan.official["dev"], valve.official["dev"]]), abs=1e-4)
+
+
+def test_subsets_are_aggregated_separately(scorer):
+    fan = scorer.evaluate("fan", *section(*BASE), {0: "dev"})
+    valve = scorer.evaluate("valve", *section(*BASE[::-1]), {0: "eval"})
+    assert scorer.aggregate([fan, valve]) == pytest.approx({"dev": fan.official["dev"],
+                                                           "eval": valve.official["eval"]})
+
+
+def test_single_domain_section_uses_its_auc_and_pauc(scorer):
+    test, scores = section(SOURCE_NORMAL, SOURCE_ANOMALY, [], [])
+    evaluation = scorer.evaluate("fan", test, scores, {0: "dev"})
+    s_auc, s_pauc = auc_by_pairs(SOURCE_NORMAL, SOURCE_ANOMALY), pauc_by_hand(SOURCE_NORMAL, SOURCE_ANOMALY)
+    assert [name for sec, name, _ in evaluation.metrics if sec == "00"] == ["s_auc", "s_pauc"]
+    assert evaluation.official["dev"] == pytest.approx(hmean_by_hand([s_auc, s_pauc]), abs=1e-12)
+
+
+@pytest.mark.parametrize(("groups", "metric"), [
+    ((SOURCE_NORMAL, [], TARGET_NORMAL, TARGET_ANOMALY), "s_auc"),
+    ((SOURCE_NORMAL, SOURCE_ANOMALY, TARGET_NORMAL, []), "t_auc"),
+])
+def test_domain_without_anomalies_is_an_error(scorer, groups, metric):
+    with pytest.raises(AsdcoreError, match=f"fan section 00 {metric}: needs both normal and anomalous clips"):
+        scorer.evaluate("fan", *section(*groups), {0: "dev"})
+
+
+def test_unlabelled_clips_and_nan_scores_are_errors(scorer):
+    test, scores = section(*BASE)
+    with pytest.raises(AsdcoreError, match="NaN"):
+        scorer.evaluate("fan", test, np.where(np.arange(len(scores)) == 3, np.nan, scores), {0: "dev"})
+    test.is_anomaly[0] = -1
+    with pytest.raises(AsdcoreError, match="no normal/anomaly label"):
+        scorer.evaluate("fan", test, scores, {0: "dev"})
+
+
+def test_hmean_clamps_to_machine_epsilon():
+    assert hmean([0.5, 1.0]) == pytest.approx(2 / 3)
+    assert hmean([0.0]) == EPS
+    assert hmean([0.0, 1.0]) == pytest.approx(2 / (1 / EPS + 1), rel=1e-12)
+    assert hmean([-0.3, 1.0]) == hmean([0.0, 1.0])
+    assert EPS == np.finfo(np.float64).eps
