@@ -102,8 +102,9 @@ class SeedRun:
             raise ConfigError(
                 f"frontend.loss/augmentations: frontend {cfg.frontend.name!r} needs no training; remove them"
             )
+        data_params = {k: v for k, v in pipeline.resolved.dataset_params.items() if k != "machines"}
         self.dataset_key = fingerprint(
-            cfg.dataset.name, pipeline.resolved.dataset_params, pipeline.dataset.sample_rate, pipeline.dataset.clip_seconds
+            cfg.dataset.name, data_params, pipeline.dataset.sample_rate, pipeline.dataset.clip_seconds
         )
         self._loaded_model: Path | None = None
 

@@ -255,3 +255,12 @@ def test_cuda_request_without_cuda(registry, toy_root, tmp_path, monkeypatch):
     from asdcore.engine import pick_device
 
     assert pick_device("auto").type == "cpu"
+
+
+def test_selecting_fewer_machines_reuses_their_features(registry, toy_root, tmp_path):
+    run(registry, toy_plugin.pipeline(toy_root, tmp_path, seeds=[0]))
+    toy_plugin.CALLS.clear()
+    root = run(registry, toy_plugin.pipeline(toy_root, tmp_path, seeds=[0],
+                                             dataset={"name": "toy", "root": str(toy_root), "machines": ["beta"]}))
+    assert toy_plugin.CALLS == {}
+    assert "beta" in (root / "table.md").read_text() and "alpha" not in (root / "table.md").read_text()
