@@ -71,7 +71,7 @@ def test_killed_demo_resumes_to_identical_results(tmp_path):
     ref_root, root = tmp_path / "ref" / "demo" / "synth", tmp_path / "killed" / "demo" / "synth"
     for name in ("seed0/summary.csv", "seed1/summary.csv", "table.csv"):
         assert (root / name).read_text() == (ref_root / name).read_text()
-    assert not list(data.rglob(".*tmp*"))
+    assert not list(data.rglob(".*.part")) and not list(root.rglob(".tmp-*"))
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
