@@ -278,6 +278,7 @@ class SeedRun:
                 if self._skip(record, key):
                     continue
                 if not features:
+                    log.info("seed %d: scoring %s", self.seed, machine)
                     features = {s: load_features(directory / "features.h5", s) for s in ("train", "test")}
                 backend = self.p.registry.create("backends", name, params=params, path=f"backends.{bid}.params",
                                                  seed=BACKEND_SEED)
@@ -308,7 +309,11 @@ class SeedRun:
                 _write_csv(self.dir / machine / bid / "evaluation.csv",
                            [{"section": s, "metric": m, "value": repr(v)} for s, m, v in evaluation.metrics])
                 results[bid].append(evaluation)
-        write_summary(self.dir / "summary.csv", {bid: (evs, scorer.aggregate(evs)) for bid, evs in results.items()})
+        summary = {bid: (evs, scorer.aggregate(evs)) for bid, evs in results.items()}
+        write_summary(self.dir / "summary.csv", summary)
+        for bid, (_, official) in summary.items():
+            scores = ", ".join(f"{subset} {100 * value:.2f}%" for subset, value in official.items())
+            log.info("seed %d: %s official score: %s", self.seed, bid, scores)
 
     def _require(self, record: Record, key: str, stage: str, machine: str) -> None:
         if not record.matches(key):
