@@ -162,7 +162,8 @@ class Registry:
         return sorted(self._table(kind))
 
     def conflicts(self) -> list[DuplicateNameError]:
-        self.tables
+        """One error per name that several distributions registered."""
+        self._table("backends")  # builds the tables, which finds the conflicts
         return [self._duplicate(kind, name) for kind, name in sorted(self._conflicts)]
 
     def get(self, kind: str, name: str) -> Entry:

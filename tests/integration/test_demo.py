@@ -1,13 +1,11 @@
 """End-to-end runs of the installed distributions through the ``asdcore`` command line."""
 import csv
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "dataset.n_train_source=60", "--set", "dataset.n_train_target=4", "--set", "dataset.n_test=40",
