@@ -163,7 +163,8 @@ class Registry:
 
     def conflicts(self) -> list[DuplicateNameError]:
         """One error per name that several distributions registered."""
-        self._table("backends")  # builds the tables, which finds the conflicts
+        if self._tables is None:
+            self._build_tables()
         return [self._duplicate(kind, name) for kind, name in sorted(self._conflicts)]
 
     def get(self, kind: str, name: str) -> Entry:
