@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .errors import AsdcoreError
+from .plots import plot_command
 from .registry import get_registry
 
 
@@ -64,29 +65,83 @@ cli.command("run")(_pipeline_command(
 cli.command("train")(_pipeline_command(("train",), "Stage 1: train the frontend of PIPELINE."))
 cli.command("extract")(_pipeline_command(("extract",), "Stage 2: extract train and test embeddings."))
 cli.command("score")(_pipeline_command(("score",), "Stage 3: fit every backend and write official score files."))
-cli.command("evaluate")(_pipeline_command(("evaluate",), "Stage 4: official scores per run and the table across seeds."))
+_evaluate_stage = _pipeline_command(("evaluate",), "")
+
+
+@cli.command("evaluate")
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a pipeline config value.")
+@click.option("--seeds", default=None, help="Comma-separated seeds (pipeline mode).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--year", type=int, default=None, help="DCASE year of a submission (scorer dcase<YEAR>).")
+@click.option("--scorer", "scorer_name", default=None, help="Scorer name instead of --year.")
+@click.option("--scores", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder with anomaly_score_*.csv (and decision_result_*.csv) files.")
+@click.option("--ground-truth", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Official ground truth (ground_truth_data/, ground_truth_domain/, ...; 2020: eval_data_list.csv).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JSON to this file.")
+@click.pass_context
+@_friendly
+def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_name, scores, ground_truth,
+                     json_path) -> None:
+    """Stage 4 of PIPELINE (official scores per run, table across seeds), or, with --scores,
+    the official scores of any submission in the official DCASE formats."""
+    if scores is None:
+        if pipeline is None:
+            raise click.UsageError("give a PIPELINE file, or --scores DIR with --year")
+        ctx.invoke(_evaluate_stage, pipeline=pipeline, overrides=overrides, seeds=seeds, force=False,
+                   no_progress=no_progress)
+        return
+    from .evaluation import evaluate_submission
+
+    name = scorer_name or (f"dcase{year}" if year else None)
+    if name is None:
+        raise click.UsageError("--scores needs --year (or --scorer)")
+    result = evaluate_submission(get_registry().create("scorers", name, path="--year"), scores, ground_truth)
+    text = json.dumps(result, indent=2)
+    if json_path is not None:
+        from .store import write_text
+
+        write_text(json_path, text + "\n")
+    click.echo(_submission_report(result))
+
+
+def _submission_report(result: dict) -> str:
+    lines = [f"official score: {100 * result['official_score']:.2f}%"
+             + (f" (ci95 ± {100 * result['ci95']:.2f})" if "ci95" in result else "")]
+    lines += [f"  {subset}: {100 * value:.2f}%" for subset, value in result["subsets"].items()]
+    for machine, data in result["machines"].items():
+        lines.append(f"{machine}: {100 * data['official']:.2f}%")
+        for section, metrics in data["sections"].items():
+            lines.append(f"  {section}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
+    return "\n".join(lines)
 
 
 @cli.command("table")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--metric", default="official", show_default=True,
+              help="Subset-level metric, or a per-machine one (e.g. smix_auc) averaged over machines and sections.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write table.csv/table.md (default: the runs' common parent folder).")
+              help="Where to write overview.csv/overview.md (default: PATH if one, else the paths' common "
+                   "parent folder, else the current folder).")
 @_friendly
-def table_command(runs: tuple[Path, ...], output: Path | None) -> None:
-    """Mean and standard deviation across RUNS (seed folders holding summary.csv, or their parents)."""
-    from .table import write_table
+def table_command(paths: tuple[Path, ...], metric: str, output: Path | None) -> None:
+    """Results across runs: one row per pipeline and backend, one column per dataset subset (mean ± std over
+    seeds), then harmonic and arithmetic mean. PATHS: output roots, pipeline, dataset or seed folders."""
+    from .overview import collect, overview, write_overview
 
-    seed_dirs = []
-    for run in runs:
-        found = [run] if (run / "summary.csv").exists() else sorted(p.parent for p in run.glob("seed*/summary.csv"))
-        if not found:
-            raise click.ClickException(f"{run}: no summary.csv here or in its seed* folders")
-        seed_dirs += found
+    table = overview(collect(paths), metric)
     if output is None:
-        parents = {d.parent.resolve() for d in seed_dirs}
-        output = parents.pop() if len(parents) == 1 else Path.cwd()
-    click.echo(write_table(output, seed_dirs))
-    click.echo(f"table: {output / 'table.csv'}")
+        parents = {p.resolve().parent for p in paths}
+        if len(paths) == 1:
+            output = paths[0]
+        elif len(parents) == 1:
+            output = parents.pop()
+        else:
+            output = Path.cwd()
+    click.echo(write_overview(table, output))
+    click.echo(f"overview: {output / 'overview.csv'}, {output / 'overview.md'}")
 
 
 @cli.command("plugins")
@@ -108,6 +163,9 @@ def plugins_command(as_json: bool) -> None:
         for error in report["errors"]:
             where = f"{error['distribution']} ({error['plugin']}), during {error['during']}: " if error["plugin"] else ""
             click.echo(f"  {where}{error['error']}")
+
+
+cli.add_command(plot_command)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ seeds: [0, 1]
 output: results
 device: auto                              # auto (CUDA when present), cpu or cuda
 extraction: {batch_size: 64, num_workers: 0}
+evaluation: {decision_percentile: 90, plots: false}   # threshold: percentile of a gamma fit to train scores
 ```
 """
 from __future__ import annotations
@@ -63,6 +64,11 @@ class ExtractionConfig(Params):
     num_workers: int = pydantic.Field(0, ge=0)
 
 
+class EvaluationConfig(Params):
+    decision_percentile: float = pydantic.Field(90.0, gt=0, lt=100)
+    plots: bool = False
+
+
 class DatasetConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow", frozen=True)
     name: str
@@ -78,6 +84,7 @@ class PipelineConfig(Params):
     output: str = "results"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     extraction: ExtractionConfig = ExtractionConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
 
 @dataclass(frozen=True)

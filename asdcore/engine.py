@@ -26,7 +26,8 @@ from .features import FeatureSet, load_features, save_features
 from .interfaces import Clip, Dataset, Evaluation, Frontend, TrainData
 from .registry import Registry, get_registry
 from .store import Record, atomic_path, clean_stale, fingerprint, write_json, write_text
-from .submission import read_scores, write_scores
+from .metrics import gamma_threshold
+from .submission import DECISIONS, SCORES, TRAIN_KEY, read_groups, read_table, write_groups
 from .table import write_summary, write_table
 
 log = logging.getLogger("asdcore")
@@ -107,6 +108,7 @@ class SeedRun:
             cfg.dataset.name, data_params, pipeline.dataset.sample_rate, pipeline.dataset.clip_seconds
         )
         self._loaded_model: Path | None = None
+        self.scorer = pipeline.registry.create("scorers", pipeline.resolved.scorer, path="scorer")
 
     def run(self, stages: Sequence[str]) -> None:
         clean_stale(self.dir)
@@ -264,7 +266,7 @@ class SeedRun:
     # -- score -----------------------------------------------------------------------------------
     def _score_key(self, machine: str, bid: str) -> str:
         name, params = self.p.resolved.backend_params[bid]
-        return fingerprint("score", self._extract_key(machine), bid, name, params)
+        return fingerprint("score", self._extract_key(machine), bid, name, params, self.p.resolved.scorer)
 
     def score(self) -> None:
         r = self.p.resolved
@@ -283,37 +285,57 @@ class SeedRun:
                 backend = self.p.registry.create("backends", name, params=params, path=f"backends.{bid}.params",
                                                  seed=BACKEND_SEED)
                 backend.fit(features["train"])
-                scores = np.asarray(backend.score(features["test"]), dtype=np.float64)
-                if scores.shape != (len(features["test"]),) or not np.isfinite(scores).all():
-                    raise AsdcoreError(
-                        f"backend {bid!r} on {machine}: expected {len(features['test'])} finite scores, "
-                        f"got shape {scores.shape} with {int((~np.isfinite(scores)).sum())} non-finite values"
-                    )
-                files = write_scores(directory / bid, machine, features["test"], scores)
-                record.write(key, files, {"machine": machine, "backend": {"name": name, "params": params}})
+                scores = {"test": backend.score(features["test"]), "train": backend.train_scores(features["train"])}
+                for split, values in scores.items():
+                    scores[split] = self._checked_scores(values, len(features[split]), f"backend {bid!r} on {machine} ({split})")
+                test = features["test"]
+                files = write_groups(directory / bid, SCORES, self.scorer.groups(machine, test), test.names, scores["test"])
+                train = features["train"]
+                write_groups(directory / bid, SCORES, {TRAIN_KEY: np.arange(len(train))}, train.names, scores["train"])
+                record.write(key, [*files, f"{SCORES}_{TRAIN_KEY}.csv"],
+                             {"machine": machine, "backend": {"name": name, "params": params}})
+
+    @staticmethod
+    def _checked_scores(values, n: int, where: str) -> np.ndarray:
+        scores = np.asarray(values, dtype=np.float64)
+        if scores.shape != (n,) or not np.isfinite(scores).all():
+            bad = int((~np.isfinite(scores)).sum()) if scores.ndim else 0
+            raise AsdcoreError(f"{where}: expected {n} finite scores, got shape {scores.shape} with {bad} non-finite values")
+        return scores
 
     # -- evaluate --------------------------------------------------------------------------------
     def evaluate(self) -> None:
-        """Evaluate the official score files (always recomputed: cheap, and it reflects the files)."""
+        """Decisions and official scores from the score files (always recomputed: cheap, and it
+        reflects exactly the files a submission would contain)."""
         r = self.p.resolved
-        scorer = self.p.registry.create("scorers", r.scorer, path="scorer")
+        percentile = r.config.evaluation.decision_percentile
         results: dict[str, list[Evaluation]] = {bid: [] for bid in r.backend_params}
         for machine in self.machines:
             test = load_features(self.dir / machine / "features.h5", "test")
             subsets = self.p.dataset.subsets(machine)
+            groups = self.scorer.groups(machine, test)
             for bid in r.backend_params:
-                self._require(Record(self.dir / machine / bid / "score.record.json"),
-                              self._score_key(machine, bid), "score", machine)
-                scores = read_scores(self.dir / machine / bid, machine, test)
-                evaluation = scorer.evaluate(machine, test, scores, subsets)
-                _write_csv(self.dir / machine / bid / "evaluation.csv",
-                           [{"section": s, "metric": m, "value": repr(v)} for s, m, v in evaluation.metrics])
+                directory = self.dir / machine / bid
+                self._require(Record(directory / "score.record.json"), self._score_key(machine, bid), "score", machine)
+                train_scores = np.array(list(read_table(directory / f"{SCORES}_{TRAIN_KEY}.csv").values()))
+                threshold = gamma_threshold(train_scores, percentile)
+                write_json(directory / "threshold.json", threshold)
+                scores = read_groups(directory, SCORES, groups, test.names)
+                write_groups(directory, DECISIONS, groups, test.names, (scores > threshold["threshold"]).astype(int))
+                decisions = read_groups(directory, DECISIONS, groups, test.names)
+                evaluation = self.scorer.evaluate(machine, test, scores, subsets, decisions)
+                _write_csv(directory / "evaluation.csv",
+                           [{"section": s, "metric": m, "value": repr(float(v))} for s, m, v in evaluation.metrics])
                 results[bid].append(evaluation)
-        summary = {bid: (evs, scorer.aggregate(evs)) for bid, evs in results.items()}
+        summary = {bid: (evs, self.scorer.aggregate(evs)) for bid, evs in results.items()}
         write_summary(self.dir / "summary.csv", summary)
-        for bid, (_, official) in summary.items():
-            scores = ", ".join(f"{subset} {100 * value:.2f}%" for subset, value in official.items())
+        for bid, (_, aggregate) in summary.items():
+            scores = ", ".join(f"{subset} {100 * stats['official']:.2f}%" for subset, stats in aggregate.items())
             log.info("seed %d: %s official score: %s", self.seed, bid, scores)
+        if r.config.evaluation.plots:
+            from .plots import plot_run
+
+            plot_run(self.dir)
 
     def _require(self, record: Record, key: str, stage: str, machine: str) -> None:
         if not record.matches(key):

@@ -192,31 +192,86 @@ class Backend:
     def score(self, test: "FeatureSet") -> np.ndarray:
         raise NotImplementedError
 
+    def train_scores(self, train: "FeatureSet", folds: int = 5) -> np.ndarray:
+        """Scores of the training clips, used to set the decision threshold.
+
+        By default each of ``folds`` folds (stratified by domain) is scored by a fresh backend
+        fitted on the other folds: in-sample scores of a nearest-neighbour method would all be 0.
+        Backends whose in-sample scores are meaningful may override this.
+        """
+        rng = np.random.default_rng(self.seed)
+        fold = np.empty(len(train), dtype=np.int64)
+        for domain in np.unique(train.domain):
+            index = np.flatnonzero(train.domain == domain)
+            fold[rng.permutation(index)] = np.arange(len(index)) % folds
+        scores = np.empty(len(train))
+        for k in range(folds):
+            held = fold == k
+            if held.any():
+                other = type(self)(self.params, seed=self.seed)
+                other.fit(train.select(~held))
+                scores[held] = other.score(train.select(held))
+        return scores
+
 
 @dataclass
 class Evaluation:
-    """Scores of one machine type: every metric per section, the official score per subset,
-    and the values that enter the subset-level official score."""
+    """Scores of one machine type.
+
+    ``metrics``: rows (section or subset, metric, value) — every metric per section and the official
+    score per subset; ``official``: subset -> official score of this machine type; ``pooled``: subset ->
+    the values that enter the subset-level official score; ``clips``: subset -> (is_anomaly, score) of
+    the clips in official sections (for pooled statistics such as the jackknife ci95).
+    """
 
     machine: str
     metrics: list[tuple[str, str, float]]
     official: dict[str, float]
     pooled: dict[str, list[float]]
+    clips: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class Scorer:
-    """Computes every AUC/pAUC type per section and the official score of a DCASE year."""
+    """Computes every AUC/pAUC type per section and the official score of a DCASE year.
+
+    ``groups`` fixes the official submission file names; ``subsets`` (section -> ``dev``/``eval``)
+    names the sections that count towards the official score of each subset.
+    """
 
     Params: ClassVar[type[Params]] = Params
 
     def __init__(self, params: Params):
         self.params = params
 
+    def groups(self, machine: str, test: "FeatureSet") -> dict[str, np.ndarray]:
+        """Submission file key (``anomaly_score_<key>.csv``) -> indices of its test clips."""
+        return {
+            f"{machine}_section_{section:02d}_test": np.flatnonzero(test.section == section)
+            for section in sorted(np.unique(test.section).tolist())
+        }
+
     def evaluate(
-        self, machine: str, test: "FeatureSet", scores: np.ndarray, subsets: Mapping[int, str]
+        self, machine: str, test: "FeatureSet", scores: np.ndarray, subsets: Mapping[int, str],
+        decisions: np.ndarray | None = None,
     ) -> Evaluation:
         raise NotImplementedError
 
-    def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, float]:
-        """Official score per subset over machine types."""
+    def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, dict[str, float]]:
+        """Subset -> {"official": ..., and any other pooled statistic} over machine types."""
         raise NotImplementedError
+
+    def read_submission(self, scores_dir: Path, ground_truth_dir: Path | None) -> list["Submission"]:
+        """Read a submission in this scorer's official file formats, joined with its ground truth."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read submissions in an official format")
+
+
+@dataclass
+class Submission:
+    """One machine type of a submission: test metadata (``test.path`` = file names), scores,
+    optional decisions, and the subset of each section."""
+
+    machine: str
+    test: "FeatureSet"
+    scores: np.ndarray
+    decisions: np.ndarray | None
+    subsets: dict[int, str]

@@ -68,3 +68,67 @@ def _checked(metric, is_anomaly: np.ndarray, score: np.ndarray, where: str) -> f
     if len(np.unique(is_anomaly)) < 2:
         raise AsdcoreError(f"{where.strip()}: needs both normal and anomalous clips")
     return metric(is_anomaly, score)
+
+
+def decision_metrics(is_anomaly: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of binary decisions (1 = anomaly); denominators floored at
+    machine epsilon, as the official evaluators do."""
+    y, d = np.asarray(is_anomaly) == ANOMALY, np.asarray(decision) == 1
+    tp, fp, fn = float(np.sum(y & d)), float(np.sum(~y & d)), float(np.sum(y & ~d))
+    precision = tp / max(tp + fp, float(EPS))
+    recall = tp / max(tp + fn, float(EPS))
+    f1 = 2.0 * precision * recall / max(precision + recall, float(EPS))
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def jackknife_ci95(metric, is_anomaly: np.ndarray, score: np.ndarray) -> float:
+    """Half-width of the jackknife 95 % confidence interval of ``metric(is_anomaly, score)``:
+    t(0.975, N−1) · sqrt(Σ(θ_i − mean θ)² / (N(N−1))) over the N leave-one-out estimates θ_i
+    (the official DCASE 2022–2025 evaluators' formula)."""
+    from scipy import stats
+
+    y, s = np.asarray(is_anomaly), np.asarray(score, dtype=np.float64)
+    n = len(y)
+    keep = np.ones(n, dtype=bool)
+    thetas = np.empty(n)
+    for i in range(n):
+        keep[i] = False
+        thetas[i] = metric(y[keep], s[keep])
+        keep[i] = True
+    sigma = np.sqrt(np.sum((thetas - thetas.mean()) ** 2) / (n * (n - 1)))
+    return float(abs(stats.t.ppf(0.025, n - 1)) * sigma)
+
+
+def gamma_threshold(train_scores: np.ndarray, percentile: float = 90.0) -> dict[str, float]:
+    """Decision threshold = the ``percentile`` of a gamma distribution fitted to training scores
+    (maximum likelihood, as the official baselines do).
+
+    scipy's three-parameter fit can stop in a poor local optimum for tightly clustered scores
+    (e.g. nearest-neighbour distances), so the fit with the location fixed at 0 is tried too and
+    the one with the higher likelihood wins. Degenerate scores (constant, or no finite fit) fall
+    back to the empirical percentile, flagged by ``gamma_fit: 0``.
+    """
+    from scipy import stats
+
+    scores = np.asarray(train_scores, dtype=np.float64)
+    best = None
+    if len(scores) > 1 and np.ptp(scores) > 0:
+        with np.errstate(all="ignore"):
+            fits = [lambda: stats.gamma.fit(scores)]
+            if scores.min() > 0:
+                fits.append(lambda: stats.gamma.fit(scores, floc=0))
+            for fit in fits:
+                try:
+                    params = fit()
+                except (ValueError, RuntimeError, FloatingPointError):
+                    continue
+                likelihood = float(np.sum(stats.gamma.logpdf(scores, *params)))
+                if np.isfinite(likelihood) and (best is None or likelihood > best[0]):
+                    best = (likelihood, params)
+    if best is not None:
+        shape, loc, scale = best[1]
+        threshold = float(stats.gamma.ppf(percentile / 100.0, shape, loc=loc, scale=scale))
+        if np.isfinite(threshold):
+            return {"threshold": threshold, "percentile": percentile, "gamma_fit": 1,
+                    "shape": float(shape), "loc": float(loc), "scale": float(scale)}
+    return {"threshold": float(np.percentile(scores, percentile)), "percentile": percentile, "gamma_fit": 0}

@@ -1,49 +1,94 @@
-"""Scorers built on the shared metric code: the DCASE 2022–2025 harmonic-mean scheme."""
+"""Scorers built on the shared metric code: per-section AUC types, decisions, official means."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
-from .interfaces import Evaluation, Scorer
-from .metrics import hmean, section_metrics
+from .interfaces import SOURCE, TARGET, Evaluation, Scorer
+from .metrics import auc, decision_metrics, hmean, jackknife_ci95, pauc, section_metrics
 
 
-class HarmonicMeanScorer(Scorer):
+class SectionScorer(Scorer):
+    """Every AUC type per section (and precision/recall/F1 per domain from decisions); subclasses
+    choose which values form the official score (:meth:`official_values`) and how they are averaged."""
+
+    mean = staticmethod(hmean)
+    with_ci95: ClassVar[bool] = False
+
+    def evaluate(self, machine, test, scores, subsets, decisions=None) -> Evaluation:
+        metrics: list[tuple[str, str, float]] = []
+        pooled: dict[str, list[float]] = {}
+        clips: dict[str, list[np.ndarray]] = {}
+        for section in sorted(np.unique(test.section).tolist()):
+            mask = test.section == section
+            where = f"{machine} section {section:02d}"
+            values = section_metrics(test.domain[mask], test.is_anomaly[mask], scores[mask], where=where)
+            if decisions is not None:
+                values.update(_decision_values(test.domain[mask], test.is_anomaly[mask], decisions[mask]))
+            metrics += [(f"{section:02d}", name, value) for name, value in values.items()]
+            if section in subsets:
+                pooled.setdefault(subsets[section], []).extend(self.official_values(values))
+                clips.setdefault(subsets[section], []).append(mask)
+        official = {subset: self.machine_score(values) for subset, values in pooled.items()}
+        metrics += self._subset_means(metrics, subsets)
+        metrics += [(subset, "official", value) for subset, value in sorted(official.items())]
+        pooled_clips = {}
+        for subset, masks in clips.items():
+            mask = np.logical_or.reduce(masks)
+            pooled_clips[subset] = (test.is_anomaly[mask], np.asarray(scores)[mask])
+        return Evaluation(machine, metrics, official, pooled, pooled_clips)
+
+    def _subset_means(self, metrics: list[tuple[str, str, float]], subsets: Mapping[int, str]) -> list[tuple]:
+        """Each metric averaged (with this scorer's mean) over the official sections of each subset."""
+        grouped: dict[tuple[str, str], list[float]] = {}
+        for section, name, value in metrics:
+            subset = subsets.get(int(section))
+            if subset is not None:
+                grouped.setdefault((subset, name), []).append(value)
+        return [(subset, name, self.mean(values)) for (subset, name), values in sorted(grouped.items())]
+
+    def official_values(self, values: Mapping[str, float]) -> list[float]:
+        raise NotImplementedError
+
+    def machine_score(self, values: list[float]) -> float:
+        return self.mean(values)
+
+    def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, dict[str, float]]:
+        pooled: dict[str, list[float]] = {}
+        for evaluation in evaluations:
+            for subset, values in evaluation.pooled.items():
+                pooled.setdefault(subset, []).extend(values)
+        result = {subset: {"official": self.mean(values)} for subset, values in sorted(pooled.items())}
+        if self.with_ci95:
+            for subset, stats in result.items():
+                y = np.concatenate([e.clips[subset][0] for e in evaluations if subset in e.clips])
+                s = np.concatenate([e.clips[subset][1] for e in evaluations if subset in e.clips])
+                stats["ci95"] = float(np.mean([jackknife_ci95(auc, y, s), jackknife_ci95(pauc, y, s)]))
+        return result
+
+
+class HarmonicMeanScorer(SectionScorer):
     """Official score = harmonic mean over [AUC (source)] + [AUC (target)] + [pAUC] of every section.
 
     AUC (source) = smix_auc, AUC (target) = tmix_auc, pAUC = mix_pauc, as DCASE 2022–2025 define them;
-    a section with a single domain contributes that domain's AUC and pAUC. Subsets (dev/eval) are
-    scored separately; ``official_sections`` (if set) restricts which sections count.
+    a section with a single domain contributes that domain's AUC and pAUC. Each subset (dev/eval) is
+    scored separately, over the sections the dataset assigns to it.
     """
 
-    official_sections: frozenset[int] | None = None
-
-    def evaluate(self, machine: str, test, scores: np.ndarray, subsets: Mapping[int, str]) -> Evaluation:
-        metrics: list[tuple[str, str, float]] = []
-        pooled: dict[str, list[float]] = {}
-        for section in sorted(np.unique(test.section).tolist()):
-            mask = test.section == section
-            values = section_metrics(
-                test.domain[mask], test.is_anomaly[mask], scores[mask], where=f"{machine} section {section:02d}"
-            )
-            metrics += [(f"{section:02d}", name, value) for name, value in values.items()]
-            if self.official_sections is None or section in self.official_sections:
-                pooled.setdefault(subsets[section], []).extend(self.official_values(values))
-        official = {subset: hmean(values) for subset, values in pooled.items()}
-        metrics += [(subset, "official", value) for subset, value in sorted(official.items())]
-        return Evaluation(machine, metrics, official, pooled)
-
-    @staticmethod
-    def official_values(values: Mapping[str, float]) -> list[float]:
+    def official_values(self, values: Mapping[str, float]) -> list[float]:
         if "smix_auc" in values:
             return [values["smix_auc"], values["tmix_auc"], values["mix_pauc"]]
         prefix = "s" if "s_auc" in values else "t"
         return [values[f"{prefix}_auc"], values[f"{prefix}_pauc"]]
 
-    def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, float]:
-        pooled: dict[str, list[float]] = {}
-        for evaluation in evaluations:
-            for subset, values in evaluation.pooled.items():
-                pooled.setdefault(subset, []).extend(values)
-        return {subset: hmean(values) for subset, values in sorted(pooled.items())}
+
+def _decision_values(domain: np.ndarray, is_anomaly: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
+    out = {}
+    for d, name in ((SOURCE, "source"), (TARGET, "target")):
+        mask = domain == d
+        if mask.any():
+            out.update({f"{k}_{name}": v for k, v in decision_metrics(is_anomaly[mask], decisions[mask]).items()})
+    return out
+

@@ -1,82 +1,92 @@
-"""Anomaly score files in the official DCASE submission format (``file name,score``, no header)."""
+"""Files in the official DCASE submission format: ``anomaly_score_<key>.csv`` (``file name,score``)
+and ``decision_result_<key>.csv`` (``file name,0|1``), no header; ``<key>`` comes from the scorer
+(e.g. ``fan_section_00_test``)."""
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ArtifactError
-from .features import FeatureSet
 from .store import write_text
 
+SCORES, DECISIONS = "anomaly_score", "decision_result"
+TRAIN_KEY = "train"  # the score stage's training-clip scores: anomaly_score_train.csv
 
-def score_file_name(machine: str, section: int) -> str:
-    return f"anomaly_score_{machine}_section_{section:02d}_test.csv"
 
-
-def write_scores(directory: Path, machine: str, test: FeatureSet, scores: np.ndarray) -> list[str]:
-    """Write one score file per test section; return their names."""
-    names = np.asarray(test.names, dtype=object)
+def write_groups(
+    directory: Path, kind: str, groups: Mapping[str, np.ndarray], names: Sequence[str], values: np.ndarray
+) -> list[str]:
+    """Write one file per group; return the file names."""
     written = []
-    for section in sorted(np.unique(test.section).tolist()):
-        mask = test.section == section
-        lines = [f"{name},{float(score)!r}\n" for name, score in zip(names[mask], scores[mask])]
-        file_name = score_file_name(machine, section)
-        write_text(directory / file_name, "".join(lines))
+    for key, index in groups.items():
+        if kind == DECISIONS:
+            lines = [f"{names[i]},{int(values[i])}\n" for i in index]
+        else:
+            lines = [f"{names[i]},{float(values[i])!r}\n" for i in index]
+        file_name = f"{kind}_{key}.csv"
+        write_text(Path(directory) / file_name, "".join(lines))
         written.append(file_name)
     return written
 
 
-def read_scores(directory: Path, machine: str, test: FeatureSet) -> np.ndarray:
-    """Scores aligned with ``test``, joined by file name; missing, extra or duplicate names,
-    header rows and non-numeric scores are errors naming the file (and line)."""
-    names = np.asarray(test.names, dtype=object)
-    scores = np.full(len(test), np.nan)
-    for section in sorted(np.unique(test.section).tolist()):
-        path = Path(directory) / score_file_name(machine, section)
-        table = _read_table(path)
-        index = np.flatnonzero(test.section == section)
+def read_groups(
+    directory: Path, kind: str, groups: Mapping[str, np.ndarray], names: Sequence[str],
+    rename: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Values aligned with ``names``, joined by file name (``rename`` maps submitted names to
+    expected ones first); missing, extra or duplicate names, header rows and malformed values are
+    errors naming the file (and line)."""
+    values = np.full(len(names), np.nan)
+    for key, index in groups.items():
+        path = Path(directory) / f"{kind}_{key}.csv"
+        table = read_table(path, kind, rename)
         expected = {names[i]: i for i in index}
         missing = sorted(set(expected) - set(table))
         extra = sorted(set(table) - set(expected))
         if missing or extra:
             raise ArtifactError(
-                f"{path}: file names do not match the test clips of section {section:02d}"
-                + (f"; missing: {_few(missing)}" if missing else "")
-                + (f"; unexpected: {_few(extra)}" if extra else "")
+                f"{path}: file names do not match the test clips of {key}"
+                + (f"; missing: {few(missing)}" if missing else "")
+                + (f"; unexpected: {few(extra)}" if extra else "")
             )
         for name, value in table.items():
-            scores[expected[name]] = value
-    return scores
+            values[expected[name]] = value
+    return values
 
 
-def _read_table(path: Path) -> dict[str, float]:
+def read_table(path: Path, kind: str = SCORES, rename: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Rows ``file name,value`` of one official-format file."""
     try:
-        text = path.read_text()
+        text = Path(path).read_text()
     except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read score file ({exc.strerror})") from None
+        raise ArtifactError(f"{path}: cannot read {kind} file ({exc.strerror})") from None
     table: dict[str, float] = {}
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row:
             continue
         if len(row) != 2:
-            raise ArtifactError(f"{path}:{number}: expected 'file name,score', got {','.join(row)!r}")
+            raise ArtifactError(f"{path}:{number}: expected 'file name,value', got {','.join(row)!r}")
         name, raw = row[0].strip(), row[1].strip()
+        name = (rename or {}).get(name, name)
         try:
             value = float(raw)
         except ValueError:
-            hint = " (score files have no header row)" if number == 1 else ""
-            raise ArtifactError(f"{path}:{number}: score {raw!r} is not a number{hint}") from None
+            hint = " (these files have no header row)" if number == 1 else ""
+            raise ArtifactError(f"{path}:{number}: {raw!r} is not a number{hint}") from None
         if not math.isfinite(value):
-            raise ArtifactError(f"{path}:{number}: score {raw!r} is not finite")
+            raise ArtifactError(f"{path}:{number}: {raw!r} is not finite")
+        if kind == DECISIONS and value not in (0.0, 1.0):
+            raise ArtifactError(f"{path}:{number}: a decision must be 0 or 1, got {raw!r}")
         if name in table:
             raise ArtifactError(f"{path}:{number}: duplicate file name {name!r}")
         table[name] = value
     return table
 
 
-def _few(names: list[str], limit: int = 5) -> str:
+def few(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" … ({len(names)} in all)" if len(names) > limit else "")

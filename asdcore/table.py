@@ -17,13 +17,15 @@ TABLE_FIELDS = ("backend", "machine", "section", "metric", "mean", "std", "n")
 ALL = "all"
 
 
-def write_summary(path: Path, results: Mapping[str, tuple[Sequence[Evaluation], Mapping[str, float]]]) -> None:
+def write_summary(
+    path: Path, results: Mapping[str, tuple[Sequence[Evaluation], Mapping[str, Mapping[str, float]]]]
+) -> None:
     """One row per backend x machine x section x metric; ``machine=all`` rows hold the official
-    score of each subset over all machine types."""
+    score (and ci95 where defined) of each subset over all machine types."""
     rows = []
     for backend, (evaluations, aggregate) in results.items():
-        for subset, value in aggregate.items():
-            rows.append((backend, ALL, subset, "official", value))
+        for subset, stats in aggregate.items():
+            rows += [(backend, ALL, subset, metric, value) for metric, value in stats.items()]
         for evaluation in evaluations:
             rows += [(backend, evaluation.machine, s, m, v) for s, m, v in evaluation.metrics]
     _write(path, SUMMARY_FIELDS, [(*row[:4], repr(float(row[4]))) for row in rows])

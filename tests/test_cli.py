@@ -36,11 +36,11 @@ def test_table_across_run_folders(registry, toy_root, tmp_path):
     root = tmp_path / "out" / "toyrun" / "toy"
     result = CliRunner().invoke(cli, ["table", str(root / "seed0"), str(root / "seed2"), "--output", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
-    assert "over 2 run(s)" in result.output
-    lines = (tmp_path / "t" / "table.csv").read_text().splitlines()
-    assert lines[1].startswith("distance,all,dev,official,") and lines[1].endswith(",2")
+    assert "over 2 seed(s)" in result.output and "| toyrun / distance |" in result.output
+    lines = (tmp_path / "t" / "overview.csv").read_text().splitlines()
+    assert lines[1].startswith("toyrun,distance,toy,dev,official,") and lines[1].endswith(",2")
     result = CliRunner().invoke(cli, ["table", str(root)])
-    assert "over 3 run(s)" in result.output
+    assert "over 3 seed(s)" in result.output and (root / "overview.md").exists()
     missing = CliRunner().invoke(cli, ["table", str(tmp_path)])
     assert missing.exit_code == 1 and "no summary.csv" in missing.output
 

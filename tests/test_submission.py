@@ -3,7 +3,12 @@ import pytest
 
 from asdcore.errors import ArtifactError
 from asdcore.features import FeatureSet, load_features, save_features
-from asdcore.submission import read_scores, write_scores
+from asdcore.interfaces import Scorer
+from asdcore.submission import DECISIONS, SCORES, read_groups, write_groups
+
+
+def read_scores(directory, test):
+    return read_groups(directory, SCORES, Scorer(None).groups("fan", test), test.names)
 
 
 def features():
@@ -17,16 +22,17 @@ def features():
 def test_round_trip_is_exact(tmp_path):
     test = features()
     scores = np.array([0.1, 1 / 3, np.pi, 1e-17])
-    assert write_scores(tmp_path, "fan", test, scores) == [
+    groups = Scorer(None).groups("fan", test)
+    assert write_groups(tmp_path, SCORES, groups, test.names, scores) == [
         "anomaly_score_fan_section_00_test.csv", "anomaly_score_fan_section_01_test.csv"]
     assert (tmp_path / "anomaly_score_fan_section_00_test.csv").read_text() == "a.wav,0.1\nb.wav,0.3333333333333333\n"
-    assert np.array_equal(read_scores(tmp_path, "fan", test), scores)
+    assert np.array_equal(read_scores(tmp_path, test), scores)
 
 
 def test_rows_are_joined_by_name_not_order(tmp_path):
     (tmp_path / "anomaly_score_fan_section_00_test.csv").write_text("b.wav,2\na.wav,1\n")
     (tmp_path / "anomaly_score_fan_section_01_test.csv").write_text("d.wav,4\nc.wav,3\n")
-    assert read_scores(tmp_path, "fan", features()).tolist() == [1, 2, 3, 4]
+    assert read_scores(tmp_path, features()).tolist() == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
@@ -35,22 +41,22 @@ def test_rows_are_joined_by_name_not_order(tmp_path):
         ("a.wav,1\n", r"section_00_test.csv: file names do not match .*missing: b.wav"),
         ("a.wav,1\nb.wav,2\nz.wav,3\n", r"unexpected: z.wav"),
         ("a.wav,1\na.wav,2\nb.wav,3\n", r"section_00_test.csv:2: duplicate file name 'a.wav'"),
-        ("file,score\na.wav,1\nb.wav,2\n", r"section_00_test.csv:1: score 'score' is not a number \(score files have no header row\)"),
-        ("a.wav,1\nb.wav,high\n", r"section_00_test.csv:2: score 'high' is not a number"),
-        ("a.wav,1\nb.wav,nan\n", r"section_00_test.csv:2: score 'nan' is not finite"),
-        ("a.wav;1\nb.wav;2\n", r"section_00_test.csv:1: expected 'file name,score'"),
+        ("file,score\na.wav,1\nb.wav,2\n", r"section_00_test.csv:1: 'score' is not a number \(these files have no header row\)"),
+        ("a.wav,1\nb.wav,high\n", r"section_00_test.csv:2: 'high' is not a number"),
+        ("a.wav,1\nb.wav,nan\n", r"section_00_test.csv:2: 'nan' is not finite"),
+        ("a.wav;1\nb.wav;2\n", r"section_00_test.csv:1: expected 'file name,value'"),
     ],
 )
 def test_malformed_score_files(tmp_path, text, message):
     (tmp_path / "anomaly_score_fan_section_00_test.csv").write_text(text)
     (tmp_path / "anomaly_score_fan_section_01_test.csv").write_text("c.wav,3\nd.wav,4\n")
     with pytest.raises(ArtifactError, match=message):
-        read_scores(tmp_path, "fan", features())
+        read_scores(tmp_path, features())
 
 
 def test_missing_score_file(tmp_path):
-    with pytest.raises(ArtifactError, match="section_00_test.csv: cannot read score file"):
-        read_scores(tmp_path, "fan", features())
+    with pytest.raises(ArtifactError, match="section_00_test.csv: cannot read anomaly_score file"):
+        read_scores(tmp_path, features())
 
 
 def test_feature_set_h5_round_trip(tmp_path):
@@ -67,3 +73,23 @@ def test_feature_set_h5_round_trip(tmp_path):
     with pytest.raises(ValueError, match="section has 2 rows, embedding has 4"):
         FeatureSet(embedding=np.zeros((4, 2)), path=["a"] * 4, section=[0, 1], domain=[0] * 4,
                    is_anomaly=[0] * 4, attribute=[""] * 4)
+
+
+def test_decision_files(tmp_path):
+    test = features()
+    groups = Scorer(None).groups("fan", test)
+    write_groups(tmp_path, DECISIONS, groups, test.names, np.array([0, 1, 1, 0]))
+    assert (tmp_path / "decision_result_fan_section_01_test.csv").read_text() == "c.wav,1\nd.wav,0\n"
+    assert read_groups(tmp_path, DECISIONS, groups, test.names).tolist() == [0, 1, 1, 0]
+    (tmp_path / "decision_result_fan_section_00_test.csv").write_text("a.wav,0\nb.wav,0.5\n")
+    with pytest.raises(ArtifactError, match="section_00_test.csv:2: a decision must be 0 or 1"):
+        read_groups(tmp_path, DECISIONS, groups, test.names)
+
+
+def test_rename_maps_full_names_back(tmp_path):
+    test = features()
+    (tmp_path / "anomaly_score_fan_section_00_test.csv").write_text("full_a.wav,1\nb.wav,2\n")
+    (tmp_path / "anomaly_score_fan_section_01_test.csv").write_text("c.wav,3\nd.wav,4\n")
+    groups = Scorer(None).groups("fan", test)
+    values = read_groups(tmp_path, SCORES, groups, test.names, rename={"full_a.wav": "a.wav"})
+    assert values.tolist() == [1, 2, 3, 4]

@@ -11,9 +11,10 @@ def register_datasets(register):
 
 @asdcore.hookimpl
 def register_scorers(register):
-    from .scorers import Dcase2023Scorer
+    from .scorers import SCORERS
 
-    register("dcase2023", Dcase2023Scorer)
+    for name, cls in SCORERS.items():
+        register(name, cls)
 
 
 @asdcore.hookimpl
