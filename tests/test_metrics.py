@@ -50,3 +50,39 @@ def test_section_metrics_rejects_unusable_input():
         metrics.section_metrics(np.array([0, 0]), np.array([0, -1]), np.array([0.1, 0.2]))
     with pytest.raises(AsdcoreError, match="NaN"):
         metrics.section_metrics(np.array([0, 0]), np.array([0, 1]), np.array([0.1, np.nan]))
+
+
+def test_decision_metrics_match_counts():
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    d = np.array([1, 0, 1, 1, 0, 0, 0])
+    out = metrics.decision_metrics(y, d)
+    assert out["precision"] == pytest.approx(2 / 3) and out["recall"] == pytest.approx(2 / 3)
+    assert out["f1"] == pytest.approx(2 / 3)
+    none = metrics.decision_metrics(y, np.zeros(7))
+    assert none == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert all(type(v) is float for v in out.values())
+
+
+def test_jackknife_ci95_formula():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 12 + [1] * 8)
+    s = rng.normal(size=20) + y
+    thetas = np.array([metrics.auc(np.delete(y, i), np.delete(s, i)) for i in range(20)])
+    sigma = np.sqrt(((thetas - thetas.mean()) ** 2).sum() / (20 * 19))
+    assert metrics.jackknife_ci95(metrics.auc, y, s) == pytest.approx(abs(stats.t.ppf(0.025, 19)) * sigma, rel=1e-12)
+
+
+def test_gamma_threshold_recovers_the_percentile():
+    from scipy import stats
+
+    scores = stats.gamma.rvs(3.0, loc=1.0, scale=0.5, size=4000, random_state=0)
+    result = metrics.gamma_threshold(scores, 90)
+    assert result["gamma_fit"] == 1
+    assert result["threshold"] == pytest.approx(stats.gamma.ppf(0.9, 3.0, loc=1.0, scale=0.5), rel=0.03)
+    tight = 0.03 + 0.004 * stats.gamma.rvs(50, size=990, random_state=1) / 50
+    fitted = metrics.gamma_threshold(tight, 90)["threshold"]
+    assert np.percentile(tight, 80) < fitted < np.percentile(tight, 97)
+    constant = metrics.gamma_threshold(np.full(10, 0.5), 90)
+    assert constant == {"threshold": 0.5, "percentile": 90, "gamma_fit": 0}

@@ -1,11 +1,12 @@
 """End-to-end runs of the installed distributions through the ``asdcore`` command line."""
 import csv
+import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "dataset.n_train_source=60", "--set", "dataset.n_train_target=4", "--set", "dataset.n_test=40",
@@ -47,14 +48,18 @@ def test_demo_end_to_end(tmp_path):
     scores = root / "seed0" / "fan" / "knn" / "anomaly_score_fan_section_00_test.csv"
     rows = list(csv.reader(scores.open()))
     assert len(rows) == 40 and rows[0][0].startswith("section_00_source_test_")
+    plots = sorted(p.name for p in (root / "seed0" / "plots").glob("*.png"))
+    assert "roc_fan_knn.png" in plots and "hist_valve_knn.png" in plots and "embedding_pump.png" in plots
+    assert (root / "seed0" / "fan" / "knn" / "decision_result_fan_section_00_test.csv").exists()
     again = asdcore(*demo_args(tmp_path, "a"))
     assert again.returncode == 0 and "extracting" not in again.stderr
 
 
 def test_killed_demo_resumes_to_identical_results(tmp_path):
-    reference = asdcore(*demo_args(tmp_path, "ref"))
+    no_plots = ["--set", "evaluation.plots=false"]
+    reference = asdcore(*demo_args(tmp_path, "ref"), *no_plots)
     assert reference.returncode == 0, reference.stderr
-    args = demo_args(tmp_path, "killed")
+    args = demo_args(tmp_path, "killed") + no_plots
     proc = subprocess.Popen([sys.executable, "-c", "from asdcore.cli import main; main()", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data = tmp_path / "data" / "killed"
@@ -79,3 +84,27 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     typo = asdcore("run", "recipes/demo.yaml", "--set", "frontend.name=raw_specc")
     assert typo.returncode == 1
     assert "frontend.name: unknown frontend 'raw_specc'; registered frontends: raw_spec" in typo.stderr
+
+
+def test_evaluate_stage_equals_submission_evaluation(tmp_path):
+    args = demo_args(tmp_path, "sub") + ["--set", "dataset.machines=[fan,gearbox,valve]", "--seeds", "0",
+                                         "--set", "evaluation.plots=false"]
+    assert asdcore(*args).returncode == 0
+    seed0 = tmp_path / "sub" / "demo" / "synth" / "seed0"
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    for machine in ("fan", "gearbox", "valve"):
+        for path in (seed0 / machine / "knn").glob("*_section_00_test.csv"):
+            shutil.copy(path, submission / path.name)
+    result = asdcore("evaluate", "--year", "2023", "--scores", str(submission), "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    summary = {(r["machine"], r["section"], r["metric"]): float(r["value"])
+               for r in csv.DictReader((seed0 / "summary.csv").open())}
+    assert report["official_score"] == summary[("all", "dev", "official")]
+    assert report["subsets"] == {"dev": summary[("all", "dev", "official")]}
+    assert report["ci95"] == summary[("all", "dev", "ci95")]
+    for machine in ("fan", "gearbox", "valve"):
+        assert report["machines"][machine]["official"] == summary[(machine, "dev", "official")]
+        for metric, value in report["machines"][machine]["sections"]["00"].items():
+            assert value == summary[(machine, "00", metric)], (machine, metric)
