@@ -24,7 +24,7 @@ from .years import YearSpec
 
 _SECTION = re.compile(r"^anomaly_score_(?P<machine>.+?)_section_(?P<section>\d\d)(?:_(?P<domain>source|target))?_test\.csv$")
 _ID = re.compile(r"^anomaly_score_(?P<machine>.+?)_id_(?P<section>\d\d)\.csv$")
-_DEV_2020 = re.compile(r"^(?P<label>normal|anomaly)_id_\d\d_\d+\.wav$")
+_DEV_2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<id>\d\d)_\d+\.wav$")
 
 
 @dataclass
@@ -119,13 +119,16 @@ class _GroundTruth:
     def renames(self, group: _Group) -> dict[str, str]:
         """Full (renamed) file names -> concealed names, from ground_truth_attributes (2023+)."""
         path = self._file("ground_truth_attributes", group) if self.spec.year >= 2023 else None
-        return {f"{full}.wav": concealed for concealed, full in _rows(path)} if path else {}
+        return {f"{full}.wav": concealed for concealed, full in _pairs(path).items()} if path else {}
 
     def labels(self, group: _Group, scores_path: Path, submitted: list[str]) -> dict[str, tuple[int, int]]:
         """File name -> (domain, is_anomaly) for every file the group must contain."""
         if self.spec.id_names:
             dev = {n: _DEV_2020.match(n) for n in submitted}
             if dev and all(dev.values()):
+                for name, match in dev.items():
+                    if match["id"] != f"{group.section:02d}":
+                        raise ArtifactError(f"{scores_path}: {name!r} belongs to ID {match['id']}, not {group.section:02d}")
                 return {n: (0, LABELS[m["label"]]) for n, m in dev.items()}
             table = self._list_2020.get(group.machine, {})
             rows = {n: (0, label) for n, label in table.items() if n.startswith(f"id_{group.section:02d}_")}
@@ -136,13 +139,13 @@ class _GroundTruth:
         data = self._file("ground_truth_data", group)
         if data is None:
             return self._from_names(group, scores_path, submitted)
-        labels = {name: int(float(value)) for name, value in _rows(data)}
+        labels = _binary(data)
         if group.domain is not None:
             return {name: (group.domain, label) for name, label in labels.items()}
         domain_file = self._file("ground_truth_domain", group)
         if domain_file is None:
             raise DatasetError(f"{data}: ground_truth_domain/{data.name} is missing")
-        domains = {name: int(float(value)) for name, value in _rows(domain_file)}
+        domains = _binary(domain_file)
         if set(domains) != set(labels):
             raise DatasetError(f"{domain_file}: its file names differ from {data}")
         return {name: (domains[name], labels[name]) for name in labels}
@@ -157,6 +160,8 @@ class _GroundTruth:
                     f"{scores_path}: {name!r} carries no label and no ground truth was found for it "
                     f"(give --ground-truth DIR with ground_truth_data/ground_truth_{group.key}.csv)"
                 ) from None
+            if parsed.section != group.section or group.domain not in (None, parsed.domain):
+                raise ArtifactError(f"{scores_path}: {name!r} does not belong to {group.key}")
             out[name] = (parsed.domain, parsed.is_anomaly)
         return out
 
@@ -174,11 +179,40 @@ class _GroundTruth:
             elif machine is None or len(row) < 2:
                 raise DatasetError(f"{path}:{number}: expected a machine type line or 'file,labeled name,label'")
             else:
-                label = int(row[2]) if len(row) > 2 and row[2] != "" else LABELS[row[1].split("_")[0]]
-                table[machine][row[0]] = label
+                raw = row[2] if len(row) > 2 and row[2] != "" else {"normal": "0", "anomaly": "1"}.get(row[1].split("_")[0])
+                if raw not in ("0", "1"):
+                    raise DatasetError(f"{path}:{number}: no 0/1 label for {row[0]!r}")
+                table[machine][row[0]] = int(raw)
         return table
 
 
 def _rows(path: Path) -> list[list[str]]:
     with open(path, newline="") as f:
         return [row for row in csv.reader(f) if row]
+
+
+def _pairs(path: Path) -> dict[str, str]:
+    """Rows ``a,b`` of a ground-truth file; anything else is a DatasetError naming the file and line."""
+    out: dict[str, str] = {}
+    for number, row in enumerate(_rows(path), start=1):
+        if len(row) != 2:
+            raise DatasetError(f"{path}:{number}: expected 2 columns, got {','.join(row)!r}")
+        if row[0] in out:
+            raise DatasetError(f"{path}:{number}: duplicate file name {row[0]!r}")
+        out[row[0]] = row[1]
+    return out
+
+
+def _binary(path: Path) -> dict[str, int]:
+    """Rows ``file,0|1`` of a ground-truth file (labels, or domains 0 source / 1 target)."""
+    out = {}
+    for number, (name, raw) in enumerate(_pairs(path).items(), start=1):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value not in (0.0, 1.0):
+            raise DatasetError(f"{path}: {name!r} has {raw!r}, expected 0 or 1"
+                               + (" (ground-truth files have no header row)" if number == 1 else ""))
+        out[name] = int(value)
+    return out
