@@ -99,7 +99,7 @@ def overview(rows: Iterable[Row], metric: str = "official") -> Overview:
     for row in rows:
         runs.setdefault((row.run, row.backend), []).append(row)
     values: dict[Recipe, dict[Column, list[float]]] = {}
-    for (run, backend), group in runs.items():
+    for (_, backend), group in runs.items():
         recipe = values.setdefault((group[0].pipeline, backend), {})
         for subset, value in _subset_scores(group, metric).items():
             recipe.setdefault((group[0].dataset, subset), []).append(value)
