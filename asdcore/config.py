@@ -135,7 +135,8 @@ def resolve(config: PipelineConfig, registry: Registry) -> Resolved:
     if "root" in ds_raw and isinstance(ds_raw["root"], str):
         ds_raw["root"] = _expand(ds_raw["root"], "dataset.root")
     dataset_cls = _entry(registry, "datasets", config.dataset.name, "dataset.name").cls
-    dataset_params = validate(dataset_cls.Params, ds_raw, "dataset").model_dump(mode="json")
+    validated = validate(dataset_cls.Params, ds_raw, "dataset")
+    dataset_params = validated.model_dump(mode="json")
 
     fe = config.frontend
     frontend_params = _params(registry, "frontends", fe.name, fe.params, "frontend")
@@ -152,7 +153,7 @@ def resolve(config: PipelineConfig, registry: Registry) -> Resolved:
                 f"backends.{i}: backend id {bid!r} is used twice; give each an `id:` to name its result folder"
             )
         backend_params[bid] = (backend.name, _params(registry, "backends", backend.name, backend.params, f"backends.{i}"))
-    scorer = config.scorer or dataset_cls.scorer
+    scorer = config.scorer or dataset_cls(validated).scorer  # may depend on the params (e.g. the year)
     _entry(registry, "scorers", scorer, "scorer")
     return Resolved(config, dataset_params, frontend_params, loss_params, augmentation_params, backend_params, scorer)
 

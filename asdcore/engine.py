@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .config import Resolved
 from .errors import ArtifactError, AsdcoreError, ConfigError
 from .features import FeatureSet, load_features, save_features
-from .interfaces import Clip, Dataset, Evaluation, Frontend, TrainData
+from .interfaces import UNKNOWN, Clip, Dataset, Evaluation, Frontend, TrainData
 from .registry import Registry, get_registry
 from .store import Record, atomic_path, clean_stale, fingerprint, write_json, write_text
 from .metrics import gamma_threshold
@@ -323,7 +323,14 @@ class SeedRun:
                 scores = read_groups(directory, SCORES, groups, test.names)
                 write_groups(directory, DECISIONS, groups, test.names, (scores > threshold["threshold"]).astype(int))
                 decisions = read_groups(directory, DECISIONS, groups, test.names)
-                evaluation = self.scorer.evaluate(machine, test, scores, subsets, decisions)
+                labelled = test.is_anomaly != UNKNOWN
+                if not labelled.any():
+                    log.info("seed %d: %s has no labelled test clips: scores and decisions written, not evaluated",
+                             self.seed, machine)
+                    continue
+                evaluation = self.scorer.evaluate(
+                    machine, test.select(labelled), scores[labelled], subsets, decisions[labelled]
+                )
                 _write_csv(directory / "evaluation.csv",
                            [{"section": s, "metric": m, "value": repr(float(v))} for s, m, v in evaluation.metrics])
                 results[bid].append(evaluation)

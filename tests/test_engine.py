@@ -267,3 +267,17 @@ def test_selecting_fewer_machines_reuses_their_features(registry, toy_root, tmp_
                                              dataset={"name": "toy", "root": str(toy_root), "machines": ["beta"]}))
     assert toy_plugin.CALLS == {}
     assert "beta" in (root / "table.md").read_text() and "alpha" not in (root / "table.md").read_text()
+
+
+def test_unlabelled_test_clips_are_scored_but_not_evaluated(registry, tmp_path):
+    root = toy_plugin.make_data(tmp_path / "data")
+    for path in (root / "beta" / "test").glob("*.wav"):
+        domain, _, index = path.stem.split("_")
+        path.rename(path.with_name(f"{domain}_unknown_{index}.wav"))
+    out = run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
+    beta = out / "seed0" / "beta" / "distance"
+    assert len((beta / "anomaly_score_beta_section_00_test.csv").read_text().splitlines()) == 8
+    assert (beta / "decision_result_beta_section_00_test.csv").exists()
+    assert not (beta / "evaluation.csv").exists()
+    summary = read(out / "seed0" / "summary.csv")
+    assert "distance,alpha,00,s_auc" in summary and ",beta," not in summary

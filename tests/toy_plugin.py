@@ -58,7 +58,8 @@ class ToyDataset(asdcore.Dataset):
         out = []
         for path in sorted((self.root / machine / split).glob("*.wav")):
             domain, label, _ = path.stem.split("_")
-            out.append(asdcore.Clip(path, machine, split, 0, int(domain == "target"), int(label == "anomaly")))
+            is_anomaly = {"normal": asdcore.NORMAL, "anomaly": asdcore.ANOMALY}.get(label, asdcore.UNKNOWN)
+            out.append(asdcore.Clip(path, machine, split, 0, int(domain == "target"), is_anomaly))
         return out
 
 
