@@ -272,8 +272,8 @@ def test_selecting_fewer_machines_reuses_their_features(registry, toy_root, tmp_
 def test_unlabelled_test_clips_are_scored_but_not_evaluated(registry, tmp_path):
     root = toy_plugin.make_data(tmp_path / "data")
     for path in (root / "beta" / "test").glob("*.wav"):
-        domain, _, index = path.stem.split("_")
-        path.rename(path.with_name(f"{domain}_unknown_{index}.wav"))
+        domain, label, index = path.stem.split("_")
+        path.rename(path.with_name(f"{domain}_unknown_{label[0]}{index}.wav"))
     out = run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
     beta = out / "seed0" / "beta" / "distance"
     assert len((beta / "anomaly_score_beta_section_00_test.csv").read_text().splitlines()) == 8
