@@ -33,7 +33,7 @@ def official(table_csv: Path) -> tuple[float, float]:
 def test_plugins_are_installed_and_listed():
     result = asdcore("plugins")
     assert result.returncode == 0, result.stderr
-    for line in ("asd-datasets 0.1.0", "datasets: synth", "scorers: dcase2020, dcase2021, dcase2022, dcase2023, dcase2024, dcase2025", "frontends: raw_spec", "backends: knn"):
+    for line in ("asd-datasets 0.1.0", "datasets: dcase, own, synth", "scorers: dcase2020, dcase2021, dcase2022, dcase2023, dcase2024, dcase2025", "frontends: raw_spec", "backends: knn"):
         assert line in result.stdout
 
 

@@ -4,9 +4,13 @@ import asdcore
 
 @asdcore.hookimpl
 def register_datasets(register):
+    from .dcase_dataset import DcaseDataset
+    from .own_dataset import OwnDataset
     from .synth_dataset import SynthDataset
 
     register("synth", SynthDataset)
+    register("dcase", DcaseDataset)
+    register("own", OwnDataset)
 
 
 @asdcore.hookimpl

@@ -1,0 +1,161 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, ConfigError, DatasetError
+from asdcore.config import load_config
+from asdcore.engine import Pipeline
+from asdcore.registry import Registry
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry()
+
+
+def write(root: Path, year: int, machine: str, split: str, name: str, seed: int = 0) -> Path:
+    path = root / "formatted" / f"dcase{year}" / "raw" / machine / split / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wave = np.random.default_rng(seed).normal(0, 0.1, SR // 10) * (3 if "_anomaly_" in name else 1)
+    sf.write(path, wave.astype(np.float32), SR)
+    return path
+
+
+def clip_name(section: int, domain: str, split: str, label: str, index: int, attribute: str = "") -> str:
+    suffix = f"_{attribute}" if attribute else ""
+    return f"section_{section:02d}_{domain}_{split}_{label}_{index:04d}{suffix}.wav"
+
+
+def fill(root: Path, year: int, machine: str, sections, n_train: int = 2) -> None:
+    seed = 0
+    for section in sections:
+        for domain in ("source", "target"):
+            for i in range(n_train):
+                seed += 1
+                write(root, year, machine, "train", clip_name(section, domain, "train", "normal", i, "a_1"), seed)
+            for label in ("normal", "anomaly"):
+                for i in range(2):
+                    seed += 1
+                    write(root, year, machine, "test", clip_name(section, domain, "test", label, i), seed)
+
+
+def dataset(registry, root, year, **params):
+    return registry.create("datasets", "dcase", params={"root": str(root), "year": year, **params})
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    fill(root, 2021, "fan", (0, 1, 3))
+    fill(root, 2021, "valve", (0,))
+    (root / "formatted" / "dcase2021" / "raw" / "notes").mkdir()
+    (root / "formatted" / "dcase2021" / "raw" / "unknown" / "train").mkdir(parents=True)
+    fill(root, 2023, "fan", (0,))
+    fill(root, 2023, "bandsaw", (0,))
+    fill(root, 2025, "ToyPet", (0,))
+    supplemental = root / "formatted" / "dcase2025" / "raw" / "ToyPet" / "supplemental"
+    supplemental.mkdir()
+    sf.write(supplemental / "section_00_noise_0001.wav", np.zeros(SR // 10, np.float32), SR)
+    return root
+
+
+@pytest.mark.parametrize(("year", "scorer", "seconds"), [(2020, "dcase2020", 11.0), (2021, "dcase2021", 10.0),
+                                                         (2022, "dcase2022", 10.0), (2023, "dcase2023", 18.0),
+                                                         (2024, "dcase2024", 12.0), (2025, "dcase2025", 12.0)])
+def test_year_properties(registry, tmp_path, year, scorer, seconds):
+    data = dataset(registry, tmp_path, year)
+    assert data.id == f"dcase{year}" and data.scorer == scorer and data.clip_seconds == seconds
+    assert data.sample_rate == SR
+    assert data.root == tmp_path / "formatted" / f"dcase{year}" / "raw"
+    assert load_config(pipeline(tmp_path, year), registry=registry).scorer == scorer
+
+
+def test_entry_point_registers_dcase(registry):
+    assert registry.get("datasets", "dcase").distribution == "asd-datasets"
+
+
+def test_machines_are_the_years_types_present(registry, root):
+    assert dataset(registry, root, 2021).machines() == ["fan", "valve"]
+    assert dataset(registry, root, 2021, machines=["valve"]).machines() == ["valve"]
+    with pytest.raises(ConfigError, match="'unknown'.*allowed: fan, valve"):
+        dataset(registry, root, 2021, machines=["unknown"]).machines()
+
+
+def test_clips_and_subsets_2021(registry, root):
+    data = dataset(registry, root, 2021)
+    test = data.clips("fan", "test")
+    assert len(test) == 3 * 2 * 4 and len(data.clips("fan", "train")) == 3 * 2 * 2
+    by_section = {c.section: c.subset for c in test}
+    assert by_section == {0: "dev", 1: "dev", 3: "eval"}
+    assert data.subsets("fan") == {0: "dev", 1: "dev", 3: "eval"}
+    assert data.subsets("valve") == {0: "dev"}
+    first = test[0]
+    assert first.path.name == "section_00_source_test_anomaly_0000.wav"
+    assert (first.domain, first.is_anomaly, first.split, first.machine) == (SOURCE, ANOMALY, "test", "fan")
+    train = data.clips("fan", "train")[-1]
+    assert (train.section, train.domain, train.is_anomaly, train.attribute) == (3, TARGET, NORMAL, "a_1")
+
+
+def test_subset_is_the_machine_types_in_2023(registry, root):
+    data = dataset(registry, root, 2023)
+    assert data.machines() == ["bandsaw", "fan"]
+    assert {c.subset for c in data.clips("bandsaw", "test")} == {"eval"}
+    assert {c.subset for c in data.clips("fan", "train")} == {"dev"}
+    assert data.subsets("bandsaw") == {0: "eval"} and data.subsets("fan") == {0: "dev"}
+
+
+def test_read_fits_the_years_clip_length(registry, root):
+    data = dataset(registry, root, 2023)
+    wave = data.read(data.clips("fan", "test")[0])
+    assert wave.dtype == np.float32 and wave.shape == (18 * SR,)
+
+
+def test_2025_supplemental_is_ignored(registry, root):
+    data = dataset(registry, root, 2025)
+    data.prepare(progress=False)
+    assert data.machines() == ["ToyPet"]
+    assert all(c.split == "train" for c in data.clips("ToyPet", "train"))
+    assert not [c for s in ("train", "test") for c in data.clips("ToyPet", s) if "supplemental" in str(c.path)]
+
+
+def test_section_outside_the_year_is_an_error(registry, tmp_path):
+    path = write(tmp_path, 2023, "fan", "train", clip_name(1, "source", "train", "normal", 0))
+    with pytest.raises(DatasetError, match=f"{path}: section 01 is not a DCASE 2023 section of fan"):
+        dataset(registry, tmp_path, 2023).clips("fan", "train")
+
+
+def test_unknown_year_lists_years(registry, tmp_path):
+    with pytest.raises(ConfigError, match="dataset.year.*known years: 2020, 2021, 2022, 2023, 2024, 2025"):
+        load_config(pipeline(tmp_path, 2019), registry=registry)
+
+
+@pytest.mark.parametrize("call", ["prepare", "machines"])
+def test_missing_tree_suggests_format(registry, tmp_path, call):
+    data = dataset(registry, tmp_path, 2024)
+    with pytest.raises(DatasetError) as info:
+        getattr(data, call)()
+    message = str(info.value)
+    assert str(tmp_path / "formatted" / "dcase2024" / "raw") in message
+    assert f"asdcore data format --year 2024 --root {tmp_path}" in message
+
+
+def pipeline(root: Path, year: int, **extra) -> dict:
+    return {"name": "dcase_run", "dataset": {"name": "dcase", "root": str(root), "year": year},
+            "frontend": {"name": "raw_spec", "params": {}}, "backends": [{"name": "knn"}],
+            "output": str(root / "results"), "device": "cpu", **extra}
+
+
+def test_run_2021_through_the_engine(registry, root, tmp_path):
+    config = pipeline(root, 2021, output=str(tmp_path))
+    out = Pipeline.create(load_config(config, registry=registry), registry, progress=False).run()
+    assert out == tmp_path / "dcase_run" / "dcase2021"
+    fan = out / "seed0" / "fan" / "knn"
+    assert (fan / "anomaly_score_fan_section_03_target_test.csv").is_file()
+    rows = list(csv.DictReader((out / "seed0" / "summary.csv").open()))
+    subsets = {r["section"] for r in rows if r["machine"] == "all" and r["metric"] == "official"}
+    assert subsets == {"dev", "eval"}
