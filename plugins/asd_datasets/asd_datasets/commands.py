@@ -25,7 +25,7 @@ def data() -> None:
 @click.option("--subset", default="all", show_default=True, type=click.Choice([*SUBSETS, "all"]),
               help="With --year: which subsets to write.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--n-train-source", default=None, type=click.IntRange(min=1),
+@click.option("--n-train-source", "--n-train", "n_train_source", default=None, type=click.IntRange(min=1),
               help="Source train clips per machine type [990]; with --year per section [20].")
 @click.option("--n-train-target", default=10, show_default=True, type=click.IntRange(min=1),
               help="Target train clips per machine type (with --year: a tenth of the source clips).")
