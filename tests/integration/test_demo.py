@@ -108,3 +108,14 @@ def test_evaluate_stage_equals_submission_evaluation(tmp_path):
         assert report["machines"][machine]["official"] == summary[(machine, "dev", "official")]
         for metric, value in report["machines"][machine]["sections"]["00"].items():
             assert value == summary[(machine, "00", metric)], (machine, metric)
+
+
+def test_every_recipe_validates():
+    from asdcore.config import load_config
+    from asdcore.registry import Registry
+
+    registry = Registry()
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 2
+    for recipe in recipes:
+        load_config(recipe, registry=registry)
