@@ -108,6 +108,7 @@ class SeedRun:
             cfg.dataset.name, data_params, pipeline.dataset.sample_rate, pipeline.dataset.clip_seconds
         )
         self._loaded_model: Path | None = None
+        self._labels: tuple[dict, int] | None = None
         self.scorer = pipeline.registry.create("scorers", pipeline.resolved.scorer, path="scorer")
 
     def run(self, stages: Sequence[str]) -> None:
@@ -120,7 +121,7 @@ class SeedRun:
         r = self.p.resolved
         return self.p.registry.create(
             "frontends", r.config.frontend.name, params=r.frontend_params, path="frontend.params",
-            sample_rate=self.p.dataset.sample_rate, device=self.p.device,
+            sample_rate=self.p.dataset.sample_rate, clip_samples=self.p.dataset.clip_samples, device=self.p.device,
         )
 
     def _skip(self, record: Record, key: str) -> bool:
@@ -159,24 +160,42 @@ class SeedRun:
             seed_everything(self.seed)
             frontend = self._new_frontend()
             cfg = r.config.frontend
-            loss = (
-                self.p.registry.create("losses", cfg.loss.name, params=r.loss_params, path="frontend.loss.params")
-                if cfg.loss else None
-            )
             augs = [
                 self.p.registry.create("augmentations", a.name, params=p)
                 for a, p in zip(cfg.augmentations, r.augmentation_params)
             ]
             clips = [c for m in machines for c in self.p.dataset.clips(m, "train")]
+            classes, num_classes = self._class_labels()
             work = directory / "work"
             work.mkdir(parents=True, exist_ok=True)
-            data = TrainData(clips, self.p.dataset.read, cfg.training, loss, augs, self.p.device, self.seed, work)
+            data = TrainData(
+                clips=clips, load=self.p.dataset.load, clip_samples=self.p.dataset.clip_samples,
+                labels=np.array([classes[c.path] for c in clips]), num_classes=num_classes, training=cfg.training,
+                make_loss=self._loss_factory(), augmentations=augs, device=self.p.device, seed=self.seed, workdir=work,
+            )
             frontend.fit(data)
             self._save_model(frontend, directory / "model")
             _write_csv(directory / "train_log.csv", data.log)
             write_text(directory / "config.yaml", yaml.safe_dump(r.as_dict(), sort_keys=False))
             record.write(key, ["model", "train_log.csv", "config.yaml"], {"frontend": r.as_dict()["frontend"]})
             self._loaded_model = None
+
+    def _class_labels(self) -> tuple[dict, int]:
+        if self._labels is None:
+            self._labels = self.p.dataset.class_labels()
+        return self._labels
+
+    def _loss_factory(self):
+        r = self.p.resolved
+        loss = r.config.frontend.loss
+        if loss is None:
+            return None
+
+        def make(embedding_dim: int, num_classes: int):
+            return self.p.registry.create("losses", loss.name, params=r.loss_params, path="frontend.loss.params",
+                                          embedding_dim=embedding_dim, num_classes=num_classes)
+
+        return make
 
     @staticmethod
     def _save_model(frontend: Frontend, target: Path) -> None:

@@ -94,12 +94,37 @@ class Dataset:
         """Map each test section of ``machine`` to its subset (``dev`` or ``eval``)."""
         return {clip.section: clip.subset for clip in self.clips(machine, "test")}
 
-    def read(self, clip: Clip) -> np.ndarray:
-        """The clip's waveform (float32), tiled/cropped from offset 0 to the fixed clip length."""
-        from .audio import fit_length, read_audio
+    label_fields: tuple[str, ...] = ("machine", "section", "attribute", "domain")
 
-        wave = read_audio(clip.path, self.sample_rate)
-        return fit_length(wave, round(self.clip_seconds * self.sample_rate))
+    @property
+    def clip_samples(self) -> int:
+        return round(self.clip_seconds * self.sample_rate)
+
+    def load(self, clip: Clip) -> np.ndarray:
+        """The clip's whole waveform (float32, mono, at ``sample_rate``)."""
+        from .audio import read_audio
+
+        return read_audio(clip.path, self.sample_rate)
+
+    def read(self, clip: Clip, offset: int = 0) -> np.ndarray:
+        """The clip tiled/cropped to the fixed clip length, starting at ``offset``."""
+        from .audio import fit_length
+
+        return fit_length(self.load(clip), self.clip_samples, offset)
+
+    def class_labels(self) -> tuple[dict[Path, int], int]:
+        """Class index of every clip (path -> index) and the number of classes for discriminative
+        training: ``label_fields`` joined with ``---``, classes ranked lexicographically, built on the
+        train and test clips of every available machine type (as the reference toolkit does)."""
+        names: dict[Path, str] = {}
+        for machine in self.available_machines():
+            for split in ("train", "test"):
+                for clip in self.clips(machine, split):
+                    values = {"machine": clip.machine, "section": str(clip.section), "attribute": clip.attribute,
+                              "domain": str(clip.domain)}
+                    names[clip.path] = "---".join(values[f] for f in self.label_fields)
+        classes = {name: index for index, name in enumerate(sorted(set(names.values())))}
+        return {path: classes[name] for path, name in names.items()}, len(classes)
 
 
 @dataclass(frozen=True)
@@ -118,12 +143,20 @@ class FrontendOutput(NamedTuple):
 
 @dataclass
 class TrainData:
-    """Everything a trainable frontend's :meth:`Frontend.fit` gets from the engine."""
+    """Everything a trainable frontend's :meth:`Frontend.fit` gets from the engine.
+
+    ``load(clip)`` gives the whole waveform, to be tiled/cropped to ``clip_samples``; ``labels[i]`` is
+    the class of ``clips[i]`` out of ``num_classes``; ``make_loss(embedding_dim, num_classes)`` builds
+    the configured loss (None when none is set).
+    """
 
     clips: Sequence[Clip]
-    read: Any
+    load: Any
+    clip_samples: int
+    labels: np.ndarray
+    num_classes: int
     training: Any
-    loss: "Loss | None"
+    make_loss: Any
     augmentations: Sequence["Augmentation"]
     device: "torch.device"
     seed: int
@@ -136,11 +169,13 @@ class Frontend:
 
     Params: ClassVar[type[Params]] = Params
 
-    def __init__(self, params: Params, *, sample_rate: int = 16000, device: "torch.device | None" = None):
+    def __init__(self, params: Params, *, sample_rate: int = 16000, clip_samples: int = 160000,
+                 device: "torch.device | None" = None):
         import torch
 
         self.params = params
         self.sample_rate = sample_rate
+        self.clip_samples = clip_samples
         self.device = device or torch.device("cpu")
 
     @property
@@ -163,13 +198,23 @@ class Frontend:
 
 
 class Loss:
-    """Maps (embeddings, labels) to a scalar training loss. Implementations are torch modules."""
+    """Maps (embeddings ``[B, D]``, class probabilities ``[B, C]``) to a scalar training loss.
+
+    Implementations also subclass ``torch.nn.Module`` (call ``torch.nn.Module.__init__`` first);
+    parameters they own (class centres) are trained with the frontend.
+    """
 
     Params: ClassVar[type[Params]] = Params
 
+    def __init__(self, params: Params, *, embedding_dim: int, num_classes: int):
+        self.params = params
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+
 
 class Augmentation:
-    """Transforms a training batch ``(waves, labels) -> (waves, labels)``."""
+    """Transforms a training batch ``(waves [B, L], class probabilities [B, C]) -> (waves, probabilities)``
+    with the global torch random generator."""
 
     Params: ClassVar[type[Params]] = Params
 

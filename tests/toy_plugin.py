@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 import asdcore
+from asdcore.audio import fit_length
 
 SR = 8000
 SECONDS = 0.25
@@ -99,7 +100,7 @@ class CentredFrontend(SpectrumFrontend):
 
     def fit(self, data):
         count("fit")
-        waves = torch.stack([torch.from_numpy(data.read(c)) for c in data.clips])
+        waves = torch.stack([torch.from_numpy(fit_length(data.load(c), data.clip_samples)) for c in data.clips])
         feats = super().extract(waves).embedding
         for epoch in range(data.training.epochs):
             self.centre = feats.mean(0)

@@ -42,6 +42,7 @@ class DcaseDataset(FormattedDataset):
         self.scorer = self.spec.scorer
         self.sample_rate = self.spec.sample_rate
         self.clip_seconds = self.spec.clip_seconds
+        self.label_fields = self.spec.label_fields
 
     @property
     def id(self) -> str:

@@ -15,7 +15,7 @@ import pydantic
 import soundfile as sf
 
 import asdcore
-from asdcore.audio import fit_length, read_audio
+from asdcore.audio import read_audio
 from asdcore.errors import AudioError, DatasetError
 
 log = logging.getLogger("asdcore")
@@ -109,8 +109,8 @@ class OwnDataset(asdcore.Dataset):
                 raise DatasetError(f"labels_csv {str(path)!r} does not exist")
         return read_labels(path, machine, names)
 
-    def read(self, clip: asdcore.Clip) -> np.ndarray:
-        """The clip as mono float32 at ``sample_rate``, tiled/cropped to ``clip_seconds``."""
+    def load(self, clip: asdcore.Clip) -> np.ndarray:
+        """The whole clip as mono float32 at ``sample_rate``."""
         wave, rate, channels = _load(clip.path)
         if channels > 1:
             self._note(f"{channels}ch", f"mixing {channels}-channel files down to mono (first: {clip.path})")
@@ -120,7 +120,7 @@ class OwnDataset(asdcore.Dataset):
 
             self._note(f"{rate}Hz", f"resampling {rate} Hz files to {self.sample_rate} Hz (first: {clip.path})")
             wave = torchaudio.functional.resample(torch.from_numpy(wave), rate, self.sample_rate).numpy()
-        return fit_length(wave, round(self.clip_seconds * self.sample_rate))
+        return wave
 
     def _note(self, key: str, message: str) -> None:
         if key not in self._noted:
