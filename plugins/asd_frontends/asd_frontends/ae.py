@@ -9,6 +9,9 @@ import torch
 import torchaudio
 from torch import nn
 
+import asdcore
+from asdcore.training import TorchFrontend
+
 LOG_FLOOR = 2.22e-16  # §4a: 20·log10(max(x, 2.22e-16))
 
 
@@ -91,3 +94,36 @@ def clip_scores(model: AutoEncoder, waves: torch.Tensor, sample_rate: int = 1600
 def clip_embedding(model: AutoEncoder, waves: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
     """Bottleneck averaged over each clip's vectors, ``[B, 8]`` (§4a; stored, not scored)."""
     return clip_outputs(model, waves, sample_rate)[1]
+
+
+class AeFrontend(TorchFrontend):
+    """``ae``: the official DCASE autoencoder baseline (asdkit-facts §4a). Trained per machine type on
+    5-frame log-mel vectors of the unpadded training clips (MSE); its anomaly score is the clip's mean
+    squared reconstruction error, scored through the ``passthrough`` backend. Usage::
+
+        frontend: {name: ae, training: {epochs: 50, batch_size: 256, lr: 0.001, scope: per_machine}}
+        backends: [{name: passthrough}]
+    """
+
+    uses_loss = False
+    embedding_dim = 8
+
+    def build_model(self) -> torch.nn.Module:
+        return AutoEncoder()
+
+    @property
+    def spec(self) -> asdcore.FrontendSpec:
+        return asdcore.FrontendSpec(embedding_dim=self.embedding_dim, needs_training=True, emits_scores=True)
+
+    def training_dataset(self, data) -> torch.utils.data.Dataset:
+        vectors = [log_mel_frames(torch.from_numpy(data.load(clip))[None], self.sample_rate)[0] for clip in data.clips]
+        return torch.utils.data.TensorDataset(torch.cat(vectors))
+
+    def training_loss(self, batch, loss) -> torch.Tensor:
+        reconstruction, _ = self.model(batch[0])
+        return torch.nn.functional.mse_loss(reconstruction, batch[0])
+
+    def extract(self, waves: torch.Tensor) -> asdcore.FrontendOutput:
+        self.model.eval()
+        scores, embedding = clip_outputs(self.model, waves)
+        return asdcore.FrontendOutput(embedding, scores)

@@ -28,12 +28,11 @@ def fixed_scale(n: int) -> float:
 
 
 def _initial_scale(n: int, dynamic: bool) -> torch.Tensor:
-    if not dynamic and n < 3:
+    if n < (2 if dynamic else 3):
         raise asdcore.ConfigError(
-            f"loss: the fixed scale √2·ln(N−1) needs at least 3 centres, got N = {n}; "
-            "add classes or set dynamic: true"
+            f"loss: the scale √2·ln(N−1) needs at least 3 centres (2 with dynamic: true), got N = {n}"
         )
-    return torch.tensor(fixed_scale(n) if n > 1 else 1.0)
+    return torch.tensor(fixed_scale(n))
 
 
 def _centres(n: int, dim: int, trainable: bool) -> torch.nn.Parameter:
@@ -322,7 +321,8 @@ class FeatExLoss(_AngularLoss):
         slices = embedding.split(self.params.subspace_size, dim=1)
         swapped = torch.cat([part[perm] for part, perm in zip(slices, perms)], dim=1)
         kept_target = torch.cat([target, target.new_zeros(batch, count * self.num_classes)], dim=1)
-        swapped_target = torch.cat([target.new_zeros(batch, self.num_classes)] + [target[p] / count for p in perms], dim=1)
+        blocks = [target.new_zeros(batch, self.num_classes)] + [target[perm] / count for perm in perms]
+        swapped_target = torch.cat(blocks, dim=1)
         return torch.where(exchanged, swapped, embedding), torch.where(exchanged, swapped_target, kept_target)
 
     def forward(self, embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,11 @@ import torch
 import torchaudio
 from torch import nn
 
+import pydantic
+
+import asdcore
+from asdcore.training import TorchFrontend
+
 MIN_BINS_OR_FRAMES = 36  # §4b: spectrogram branches must have ≥ 36 bins and frames
 CROP_HZ = (200.0, 8000.0)  # §4b: spectrogram branches keep 200 Hz ≤ f ≤ 8000 Hz
 SE_RATIO = 16
@@ -213,3 +218,31 @@ class MultiBranchNet(nn.Module):
         if waves.shape[-1] != self.clip_samples:
             raise ValueError(f"expected clips of {self.clip_samples} samples, got {waves.shape[-1]}")
         return torch.cat([branch(waves) for branch in self.branches], dim=1)
+
+
+class MultiBranchCnnFrontend(TorchFrontend):
+    """``multibranch_cnn``: the spectrum branch plus one spectrogram branch per DFT size (asdkit-facts
+    §4b), trained with a discriminative loss on meta-information labels. Usage::
+
+        frontend:
+          name: multibranch_cnn
+          params: {n_ffts: [1024]}            # [256, 1024, 4096] for dis_multispec
+          loss: {name: scac, params: {trainable: true}}
+          augmentations: [{name: mixup, params: {prob: 0.5}}]
+          training: {epochs: 16, batch_size: 64, lr: 0.001, scope: shared}
+    """
+
+    class Params(asdcore.Params):
+        n_ffts: list[int] = [1024]
+        emb_per_branch: int = pydantic.Field(128, ge=1)
+
+    def build_model(self) -> torch.nn.Module:
+        try:
+            return MultiBranchNet(self.clip_samples, tuple(self.params.n_ffts), self.sample_rate,
+                                  self.params.emb_per_branch)
+        except ValueError as exc:
+            raise asdcore.ConfigError(f"frontend.params: {exc}") from None
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.embedding_dim

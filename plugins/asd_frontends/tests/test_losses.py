@@ -61,7 +61,8 @@ def test_arcface_adds_margin_to_every_class_angle():
     ]
     value = loss(torch.tensor(X), torch.tensor(Y3))
     assert value.item() == pytest.approx(soft_ce(expected_logits, Y3), rel=1e-5)
-    assert loss.logits(torch.tensor(X)).flatten().tolist() == pytest.approx(sum(expected_logits, []), rel=1e-5, abs=1e-4)
+    logits = loss.logits(torch.tensor(X)).flatten().tolist()
+    assert logits == pytest.approx(sum(expected_logits, []), rel=1e-5, abs=1e-4)
 
 
 def test_arcface_clamps_the_angle_of_an_embedding_on_its_centre():
@@ -195,17 +196,17 @@ def test_featex_targets_for_exchanged_and_kept_samples():
     assert loss.head.num_classes == 3 * 2 and loss.head.centres.requires_grad
     assert not loss.main.centres.requires_grad
     x, y = torch.tensor(X), torch.tensor(Y2)
-    torch.manual_seed(3)
+    torch.manual_seed(1)
     exchanged, perm = (torch.rand(3) < 0.5).tolist(), torch.randperm(3).tolist()
     assert any(exchanged) and not all(exchanged) and perm != [0, 1, 2]
-    torch.manual_seed(3)
+    torch.manual_seed(1)
     mixed, target = loss.exchange(x, y)
     for i in range(3):
         if exchanged[i]:
-            assert mixed[i].tolist() == X[i][:2] + X[perm[i]][2:]
+            assert mixed[i].tolist() == pytest.approx(X[i][:2] + X[perm[i]][2:])
             assert target[i].tolist() == pytest.approx([0, 0] + [v / 2 for v in Y2[i]] + [v / 2 for v in Y2[perm[i]]])
         else:
-            assert mixed[i].tolist() == X[i]
+            assert mixed[i].tolist() == pytest.approx(X[i])
             assert target[i].tolist() == Y2[i] + [0, 0, 0, 0]
     assert target.sum(dim=1).tolist() == pytest.approx([1.0] * 3)
 
