@@ -70,3 +70,22 @@ def test_training_steps_lower_the_loss(registry, data_root, tmp_path, recipe):
     train(frontend, data)
     assert [row["epoch"] for row in data.log] == [1, 2, 3]
     assert measure() < before
+
+
+def test_ae_runs_end_to_end_through_passthrough(registry, tmp_path):
+    from asdcore.engine import Pipeline
+
+    config = {
+        "name": "ae", "dataset": {"name": "synth", "root": str(tmp_path / "data"), "machines": ["pump"],
+                                  "n_train_source": 8, "n_train_target": 2, "n_test": 8, "clip_seconds": 1.0},
+        "frontend": {"name": "ae", "training": {"epochs": 2, "batch_size": 64, "scope": "per_machine",
+                                                "num_workers": 0}},
+        "backends": [{"name": "passthrough"}], "seeds": [0], "output": str(tmp_path / "out"), "device": "cpu",
+    }
+    root = Pipeline.create(load_config(config, registry=registry), registry, progress=False).run()
+    assert (root / "seed0" / "frontend" / "pump" / "model" / "model.pt").exists()
+    log = (root / "seed0" / "frontend" / "pump" / "train_log.csv").read_text().splitlines()
+    assert log[0] == "epoch,loss,lr,seconds" and len(log) == 3
+    scores = (root / "seed0" / "pump" / "passthrough" / "anomaly_score_pump_section_00_test.csv").read_text()
+    assert len(scores.splitlines()) == 8
+    assert "passthrough,all,dev,official," in (root / "seed0" / "summary.csv").read_text()
