@@ -9,7 +9,6 @@ per epoch (and TensorBoard when installed), progress bars, CUDA when present.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path

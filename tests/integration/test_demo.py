@@ -33,7 +33,7 @@ def official(table_csv: Path) -> tuple[float, float]:
 def test_plugins_are_installed_and_listed():
     result = asdcore("plugins")
     assert result.returncode == 0, result.stderr
-    for line in ("asd-datasets 0.1.0", "datasets: dcase, own, synth", "scorers: dcase2020, dcase2021, dcase2022, dcase2023, dcase2024, dcase2025", "frontends: raw_spec", "backends: knn"):
+    for line in ("asd-datasets 0.1.0", "datasets: dcase, own, synth", "scorers: dcase2020, dcase2021, dcase2022, dcase2023, dcase2024, dcase2025", "frontends: ae, multibranch_cnn, raw_spec", "backends: knn, passthrough"):
         assert line in result.stdout
 
 
@@ -83,7 +83,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert missing.returncode == 1 and f"dataset root '{tmp_path / 'none'}' does not exist" in missing.stderr
     typo = asdcore("run", "recipes/demo.yaml", "--set", "frontend.name=raw_specc")
     assert typo.returncode == 1
-    assert "frontend.name: unknown frontend 'raw_specc'; registered frontends: raw_spec" in typo.stderr
+    assert ("frontend.name: unknown frontend 'raw_specc'; registered frontends: ae, multibranch_cnn, raw_spec. "
+            "Did you mean 'raw_spec'?") in typo.stderr
 
 
 def test_evaluate_stage_equals_submission_evaluation(tmp_path):
