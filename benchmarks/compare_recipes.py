@@ -4,7 +4,7 @@ table (mean ± std over seeds) with training/extraction throughput and peak memo
     python benchmarks/compare_recipes.py [--epochs 2] [--seeds 0,1] [--recipes a,b] [--out DIR]
 
 Each recipe runs in its own process (so peak memory is its own); the synthetic data (4 machine types,
-5-s clips, sized by --train/--test) is shared. Results: DIR/results/<recipe>/synth/…, the table in
+5-s clips by default, sized by --train/--test/--clip-seconds) is shared. Results: DIR/results/<recipe>/synth/…, the table in
 DIR/results/overview.md and the figures in DIR/figures.csv.
 """
 from __future__ import annotations
@@ -42,13 +42,14 @@ def main() -> None:
     parser.add_argument("--recipes", default=None, help="comma-separated recipe names (default: all but demo)")
     parser.add_argument("--train", type=int, default=40, help="source training clips per machine type")
     parser.add_argument("--test", type=int, default=40, help="test clips per machine type")
+    parser.add_argument("--clip-seconds", type=float, default=5.0, help="clip length (DCASE 2023: 18)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="asdcore-compare-"))
     names = args.recipes.split(",") if args.recipes else sorted(
         p.stem for p in (REPO / "recipes").glob("*.yaml") if p.stem != "demo")
     dataset = (f"dataset={{name: synth, root: {out / 'data'}, n_train_source: {args.train}, n_train_target: 4, "
-               f"n_test: {args.test}, clip_seconds: 5.0}}")
+               f"n_test: {args.test}, clip_seconds: {args.clip_seconds}}}")
     seeds = [int(s) for s in args.seeds.split(",")]
     n_train = 4 * (args.train + 4)
     n_extract = 4 * (args.train + 4 + args.test)
