@@ -167,6 +167,8 @@ class SeedRun:
             clips = [c for m in machines for c in self.p.dataset.clips(m, "train")]
             classes, num_classes = self._class_labels()
             work = directory / "work"
+            if self.force:
+                shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True, exist_ok=True)
             data = TrainData(
                 clips=clips, load=self.p.dataset.load, clip_samples=self.p.dataset.clip_samples,

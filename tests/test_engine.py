@@ -281,3 +281,13 @@ def test_unlabelled_test_clips_are_scored_but_not_evaluated(registry, tmp_path):
     assert not (beta / "evaluation.csv").exists()
     summary = read(out / "seed0" / "summary.csv")
     assert "distance,alpha,00,s_auc" in summary and ",beta," not in summary
+
+
+def test_force_retrains_from_scratch(registry, toy_root, tmp_path):
+    config = toy_plugin.pipeline(toy_root, tmp_path, seeds=[0], frontend={"name": "centred", "training": {"epochs": 1}})
+    root = run(registry, config)
+    stale = root / "seed0" / "frontend" / "shared" / "work" / "checkpoint.pt"
+    stale.write_text("a checkpoint from an earlier training")
+    toy_plugin.CALLS.clear()
+    run(registry, config, force=True)
+    assert toy_plugin.CALLS["fit"] == 1 and not stale.exists()
