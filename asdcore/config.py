@@ -50,7 +50,7 @@ class TrainingConfig(Params):
     weight_decay: float = pydantic.Field(0.01, ge=0)
     warmup_steps: int = pydantic.Field(0, ge=0)
     scope: Literal["shared", "per_machine"] = "shared"
-    num_workers: int = pydantic.Field(2, ge=0)
+    num_workers: int = pydantic.Field(0, ge=0)
 
 
 class FrontendConfig(Component):
