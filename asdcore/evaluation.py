@@ -14,13 +14,19 @@ def evaluate_submission(scorer: Scorer, scores_dir: Path, ground_truth_dir: Path
     official score over all evaluated sections (and ci95 where the year defines it), as plain data."""
     parts = scorer.read_submission(Path(scores_dir), Path(ground_truth_dir) if ground_truth_dir else None)
     by_subset = [_evaluate(scorer, part, part.subsets) for part in parts]
-    pooled = [_evaluate(scorer, part, {section: ALL for section in part.subsets}) for part in parts]
-    overall = scorer.aggregate(pooled).get(ALL, {})
+    per_subset = scorer.aggregate(by_subset)
+    if len(per_subset) == 1:  # one subset: the overall score is that subset's (no second jackknife)
+        [(only, overall)] = per_subset.items()
+        pooled = [Evaluation(e.machine, [], {ALL: e.official[only]} if only in e.official else {}, {})
+                  for e in by_subset]
+    else:
+        pooled = [_evaluate(scorer, part, {section: ALL for section in part.subsets}) for part in parts]
+        overall = scorer.aggregate(pooled).get(ALL, {})
     result: dict[str, Any] = {
         "year": getattr(scorer, "year", None),
         "official_score": overall.get("official"),
         "machines": {},
-        "subsets": {subset: stats["official"] for subset, stats in scorer.aggregate(by_subset).items()},
+        "subsets": {subset: stats["official"] for subset, stats in per_subset.items()},
     }
     if "ci95" in overall:
         result["ci95"] = overall["ci95"]

@@ -93,11 +93,6 @@ class Registry:
         self.plugins[name] = PluginInfo(name, distribution, version, hooks)
         self._tables = None
 
-    def remove_plugin(self, name: str) -> None:
-        self.pm.unregister(name=name)
-        self.plugins.pop(name, None)
-        self._tables = None
-
     def _load_entry_points(self) -> None:
         selected = os.environ.get("ASDCORE_LOAD_PLUGINS")
         wanted = {n.strip() for n in selected.split(",") if n.strip()} if selected is not None else None

@@ -67,9 +67,3 @@ class Record:
 
     def write(self, key: str, artifacts: list[str], config: Any) -> None:
         write_json(self.path, {"key": key, "artifacts": artifacts, "config": config})
-
-    def key(self) -> str | None:
-        try:
-            return json.loads(self.path.read_text()).get("key")
-        except (OSError, ValueError):
-            return None

@@ -35,6 +35,7 @@ class TorchFrontend(Frontend):
 
     embedding_dim: int
     uses_loss = True
+    uses_augmentations = True  # batches are (waves, class probabilities)
 
     def __init__(self, params, **context):
         super().__init__(params, **context)
@@ -98,6 +99,9 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
     """Train ``frontend.model`` for ``data.training.epochs``, resuming from a matching checkpoint."""
     cfg = data.training
     device = data.device
+    if data.augmentations and not frontend.uses_augmentations:
+        raise AsdcoreError(f"{type(frontend).__name__} trains on other batches than waveforms and labels; "
+                           "remove frontend.augmentations")
     model = frontend.model.to(device)
     loss = None
     if frontend.uses_loss:
@@ -127,9 +131,8 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
         started, total, count = time.perf_counter(), 0.0, 0
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None):
             batch = [b.to(device) for b in batch]
-            if len(batch) == 2:
-                for augmentation in data.augmentations:
-                    batch = list(augmentation(*batch))
+            for augmentation in data.augmentations:
+                batch = list(augmentation(*batch))
             value = frontend.training_loss(batch, loss)
             if not torch.isfinite(value):
                 raise AsdcoreError(f"training loss is {value.item()} at epoch {epoch + 1}; stopping (last checkpoint kept)")

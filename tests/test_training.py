@@ -137,3 +137,10 @@ def test_random_crops_are_deterministic_and_tile_short_clips(registry, tmp_path,
     assert torch.equal(a, dataset[0][0])
     dataset.epoch = 1
     assert not torch.equal(a, dataset[0][0])
+
+
+def test_augmentations_on_a_frontend_without_waveform_batches_are_refused(registry, tmp_path, toy_root):
+    frontend = fresh()
+    frontend.uses_augmentations = False
+    with pytest.raises(AsdcoreError, match="remove frontend.augmentations"):
+        train(frontend, make_data(tmp_path, toy_root, epochs=1))

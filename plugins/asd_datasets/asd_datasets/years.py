@@ -58,10 +58,6 @@ class YearSpec:
         """Section -> subset for one machine type."""
         return {sec: subset for subset, table in self.sections.items() for sec in table.get(machine, ())}
 
-    def subset_of_machine(self, machine: str) -> list[str]:
-        """The subsets (dev, eval) whose data a machine type has."""
-        return [subset for subset in (DEV, EVAL) if machine in self.sections[subset]]
-
 
 def _same(machines: list[str], sections: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return {m: sections for m in machines}

@@ -106,6 +106,7 @@ class AeFrontend(TorchFrontend):
     """
 
     uses_loss = False
+    uses_augmentations = False
     embedding_dim = 8
 
     def build_model(self) -> torch.nn.Module:
