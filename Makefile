@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: $(PYPROJECTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) "pytest>=7.4"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) "pytest>=7.4" "cookiecutter>=2.1" "setuptools>=70.1,<82"
 	touch $@
 
 demo: setup

@@ -4,8 +4,12 @@ import asdcore
 
 @asdcore.hookimpl
 def register_backends(register):
+    from .kmeans import KmeansBackend
     from .knn import KnnBackend
     from .passthrough import PassthroughBackend
+    from .rescale import KnnRescaleBackend
 
     register("knn", KnnBackend)
+    register("kmeans", KmeansBackend)
+    register("knn_rescale", KnnRescaleBackend)
     register("passthrough", PassthroughBackend)

@@ -133,8 +133,8 @@ def test_non_finite_embeddings_are_errors(registry, data, bad):
 def test_batching_gives_the_same_results(registry, data, monkeypatch, metric):
     train, test = data
     expected = knn_scores(registry, train, test, k_source=3, k_target=2, metric=metric)
-    for batch in (1, 3, 4):
-        monkeypatch.setattr(asd_backends.distances, "BATCH", batch)
+    for batch_elements in (1, 100, 200):
+        monkeypatch.setattr(asd_backends.distances, "BATCH_ELEMENTS", batch_elements)
         np.testing.assert_allclose(knn_scores(registry, train, test, k_source=3, k_target=2, metric=metric),
                                    expected, rtol=1e-12)
 
