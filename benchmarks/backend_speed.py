@@ -7,8 +7,8 @@ For every machine type and each of the four default backends (knn, kmeans, knn +
 knn_rescale) the work of one score stage is done: fit on the train embeddings, score the test
 embeddings and the 5-fold cross-fitted train scores (for the decision threshold). The same work is
 then done with the neighbour searches of scikit-learn's ``NearestNeighbors`` (and ``pairwise_distances``
-where all distances are needed), with identical k-means and SMOTE steps. Prints seconds per side,
-the ratio and the largest score difference. ``--features RUN_DIR`` uses the ``features.h5`` files of
+where all distances are needed), with identical k-means and SMOTE steps. Prints seconds per backend
+and side, the ratios and the largest score difference. ``--features RUN_DIR`` uses the ``features.h5`` files of
 a finished run (e.g. ``results/demo/synth/seed0``) instead of random embeddings.
 """
 from __future__ import annotations
@@ -90,15 +90,18 @@ def run_features(run_dir: Path) -> list[tuple[asdcore.FeatureSet, asdcore.Featur
     return [(load_features(f, "train"), load_features(f, "test")) for f in files]
 
 
-def score_stage(classes: dict, machines) -> tuple[float, list[np.ndarray]]:
-    outputs, start = [], time.perf_counter()
+def score_stage(classes: dict, machines) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Seconds per backend id for the whole score stage, and every score array in a fixed order."""
+    outputs, seconds = [], dict.fromkeys(BACKENDS, 0.0)
     for train, test in machines:
         for bid, (_, params) in BACKENDS.items():
+            start = time.perf_counter()
             cls = classes[bid]
             backend = cls(cls.Params(**params))
             backend.fit(train)
             outputs += [backend.score(test), backend.train_scores(train)]
-    return time.perf_counter() - start, outputs
+            seconds[bid] += time.perf_counter() - start
+    return seconds, outputs
 
 
 def main() -> None:
@@ -120,9 +123,11 @@ def main() -> None:
     theirs, theirs_out = score_stage(SKLEARN, machines)
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours_out, theirs_out))
     print(f"{what}, 4 backends (fit + test scores + 5-fold train scores)")
-    print(f"asd-backends: {ours:.2f} s   scikit-learn NearestNeighbors: {theirs:.2f} s   "
-          f"ratio {theirs / ours:.2f}x   largest score difference {diff:.2e}")
-
+    print("| backend | asd-backends (s) | scikit-learn NearestNeighbors (s) | ratio |\n|---|---|---|---|")
+    for bid in [*BACKENDS, "all"]:
+        a, b = (sum(ours.values()), sum(theirs.values())) if bid == "all" else (ours[bid], theirs[bid])
+        print(f"| {bid} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
+    print(f"largest score difference {diff:.2e}")
 
 if __name__ == "__main__":
     main()

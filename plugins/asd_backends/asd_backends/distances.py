@@ -31,16 +31,18 @@ def smallest_distances(queries: np.ndarray, references: np.ndarray, k: int, *, s
     ref32 = references.astype(np.float32)
     ref_sq = np.einsum("ij,ij->i", ref32, ref32)
     inv_scale = None if scale is None else (1.0 / np.asarray(scale, dtype=np.float64))
+    inv_scale_sq = None if scale is None else (inv_scale**2).astype(np.float32)
     candidates = min(k + CANDIDATE_MARGIN, n_refs)
     batch = max(1, BATCH_ELEMENTS // max(len(references), candidates * references.shape[1]))
     out = np.empty((len(queries), k))
     for start in range(0, len(queries), batch):
         q = queries[start : start + batch]
         q32 = q.astype(np.float32)
-        approx = np.einsum("ij,ij->i", q32, q32)[:, None] + ref_sq[None, :] - 2.0 * (q32 @ ref32.T)
-        np.maximum(approx, 0.0, out=approx)
+        approx = (-2.0 * q32) @ ref32.T
+        approx += ref_sq[None, :]  # ‖q‖² is the same along a row: ranking needs it only when rescaled
         if inv_scale is not None:
-            approx *= (inv_scale**2).astype(np.float32)[None, :]
+            approx += np.einsum("ij,ij->i", q32, q32)[:, None]
+            approx *= inv_scale_sq[None, :]
         if exclude_self:
             rows = np.arange(len(q))
             approx[rows, rows + start] = np.inf

@@ -9,7 +9,7 @@ import pydantic
 import asdcore
 
 from .distances import l2_normalize, smallest_distances
-from .embeddings import Metric, by_domain, prepare, require_fitted
+from .embeddings import Metric, by_domain, prepare, require_fitted, single_threaded_blas
 
 log = logging.getLogger("asdcore")
 
@@ -30,6 +30,7 @@ class KmeansBackend(asdcore.Backend):
         metric: Metric = "cosine"
         random_state: int = 0
 
+    @single_threaded_blas
     def fit(self, train: asdcore.FeatureSet) -> None:
         from sklearn.cluster import KMeans
 
@@ -46,6 +47,7 @@ class KmeansBackend(asdcore.Backend):
                      len(source), self.params.n_clusters)
         self.references = np.concatenate([centres, target])
 
+    @single_threaded_blas
     def score(self, test: asdcore.FeatureSet) -> np.ndarray:
         require_fitted(self, "references", "kmeans")
         embedding = prepare(test, self.params.metric, "kmeans", "test")

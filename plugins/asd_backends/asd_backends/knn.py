@@ -10,7 +10,7 @@ import pydantic
 import asdcore
 
 from .distances import l2_normalize, mean_knn_distance
-from .embeddings import Metric, by_domain, prepare, require_fitted
+from .embeddings import Metric, by_domain, prepare, require_fitted, single_threaded_blas
 
 log = logging.getLogger("asdcore")
 
@@ -41,6 +41,7 @@ class KnnBackend(asdcore.Backend):
         smote_neighbors: int = pydantic.Field(2, ge=1)
         smote_random_state: int = 0
 
+    @single_threaded_blas
     def fit(self, train: asdcore.FeatureSet) -> None:
         embedding = prepare(train, self.params.metric, "knn", "train")
         source, target = by_domain(train, embedding)
@@ -54,6 +55,7 @@ class KnnBackend(asdcore.Backend):
                 raise asdcore.AsdcoreError(f"knn: k_{name}={k} but only {len(refs)} {name} training embeddings")
             self.references.append((refs, k))
 
+    @single_threaded_blas
     def score(self, test: asdcore.FeatureSet) -> np.ndarray:
         require_fitted(self, "references", "knn")
         embedding = prepare(test, self.params.metric, "knn", "test")

@@ -7,7 +7,7 @@ import pydantic
 import asdcore
 
 from .distances import smallest_distances
-from .embeddings import Metric, prepare, require_fitted
+from .embeddings import Metric, prepare, require_fitted, single_threaded_blas
 
 DENSITY_FLOOR = 1e-12  # a reference with k_ref exact duplicates would otherwise divide by zero
 
@@ -25,6 +25,7 @@ class KnnRescaleBackend(asdcore.Backend):
         k_ref: int = pydantic.Field(4, ge=1)
         metric: Metric = "cosine"
 
+    @single_threaded_blas
     def fit(self, train: asdcore.FeatureSet) -> None:
         references = prepare(train, self.params.metric, "knn_rescale", "train")
         needed = max(self.params.k_ref + 1, self.params.k)
@@ -37,6 +38,7 @@ class KnnRescaleBackend(asdcore.Backend):
         self.references = references
         self.density = np.maximum(density, DENSITY_FLOOR)
 
+    @single_threaded_blas
     def score(self, test: asdcore.FeatureSet) -> np.ndarray:
         require_fitted(self, "references", "knn_rescale")
         embedding = prepare(test, self.params.metric, "knn_rescale", "test")
