@@ -38,9 +38,23 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def fingerprint(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable parts (the identity of a stage's inputs)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    """A stable hash of JSON-serialisable parts (the identity of a stage's inputs).
+
+    Environment variables in strings count by their values (``checkpoint: $BEATS_CHECKPOINT``
+    pointing at another file is another input).
+    """
+    blob = json.dumps(_expand_variables(parts), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _expand_variables(value: Any) -> Any:
+    if isinstance(value, str):
+        return os.path.expandvars(value)
+    if isinstance(value, dict):
+        return {k: _expand_variables(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_expand_variables(v) for v in value]
+    return value
 
 
 def clean_stale(directory: Path) -> None:

@@ -62,13 +62,24 @@ class TorchFrontend(Frontend):
         self.model.eval()
         return FrontendOutput(self.model(waves))
 
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The model tensors that saved models and training checkpoints hold (default: all of them).
+
+        Frontends with a frozen pretrained backbone return only their trained tensors.
+        """
+        return self.model.state_dict()
+
+    def restore_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put back the tensors of :meth:`checkpoint_state`."""
+        self.model.load_state_dict(state)
+
     def save(self, directory: Path) -> None:
         with atomic_path(Path(directory) / "model.pt") as tmp:
-            torch.save(self.model.state_dict(), tmp)
+            torch.save(self.checkpoint_state(), tmp)
 
     def load(self, directory: Path) -> None:
         state = torch.load(Path(directory) / "model.pt", map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state)
+        self.restore_checkpoint_state(state)
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -116,9 +127,11 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
     dataset = frontend.training_dataset(data)
     generator = torch.Generator().manual_seed(data.seed)
-    identity = fingerprint({k: v for k, v in cfg.model_dump().items() if k != "epochs"}, data.seed, len(dataset))
+    identity = fingerprint({k: v for k, v in cfg.model_dump().items() if k != "epochs"}, data.seed, len(dataset),
+                           type(frontend).__name__, frontend.params.model_dump(),
+                           None if loss is None else [type(loss).__name__, loss.params.model_dump()])
     path = Path(data.workdir) / CHECKPOINT
-    start = _resume(path, identity, model, loss, optimizer, schedule, generator, data)
+    start = _resume(path, identity, frontend, loss, optimizer, schedule, generator, data)
     writer = _tensorboard(Path(data.workdir))
     for epoch in range(start, cfg.epochs):
         if hasattr(dataset, "epoch"):
@@ -148,14 +161,14 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
         log.info("epoch %d/%d: loss %.5f", epoch + 1, cfg.epochs, row["loss"])
         if writer is not None:
             writer.add_scalar("loss", row["loss"], epoch + 1)
-        _save(path, identity, epoch + 1, model, loss, optimizer, schedule, generator, data.log)
+        _save(path, identity, epoch + 1, frontend, loss, optimizer, schedule, generator, data.log)
     if writer is not None:
         writer.close()
 
 
-def _save(path, identity, epoch, model, loss, optimizer, schedule, generator, rows) -> None:
+def _save(path, identity, epoch, frontend, loss, optimizer, schedule, generator, rows) -> None:
     state = {
-        "identity": identity, "epoch": epoch, "model": model.state_dict(),
+        "identity": identity, "epoch": epoch, "model": frontend.checkpoint_state(),
         "loss": loss.state_dict() if loss is not None else None, "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(), "generator": generator.get_state(), "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(), "random": random.getstate(), "log": list(rows),
@@ -164,14 +177,14 @@ def _save(path, identity, epoch, model, loss, optimizer, schedule, generator, ro
         torch.save(state, tmp)
 
 
-def _resume(path, identity, model, loss, optimizer, schedule, generator, data: TrainData) -> int:
+def _resume(path, identity, frontend, loss, optimizer, schedule, generator, data: TrainData) -> int:
     if not path.exists():
         return 0
     state = torch.load(path, map_location=data.device, weights_only=False)
     if state.get("identity") != identity:
         log.info("checkpoint %s belongs to another training config; starting afresh", path)
         return 0
-    model.load_state_dict(state["model"])
+    frontend.restore_checkpoint_state(state["model"])
     if loss is not None and state["loss"] is not None:
         loss.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -35,19 +37,31 @@ print(json.dumps({"times": times, "peak_mib": peak / 1024, "root": str(pipeline.
 """
 
 
+def _missing_variables(recipe: Path) -> list[str]:
+    """Environment variables a recipe names that are not set (e.g. $BEATS_CHECKPOINT): such recipes are skipped."""
+    text = "\n".join(line.split("#", 1)[0] for line in recipe.read_text().splitlines())
+    return [name for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text) if name not in os.environ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--recipes", default=None, help="comma-separated recipe names (default: all but demo)")
+    parser.add_argument("--recipes", default=None,
+                        help="comma-separated recipe names (default: all but demo and those naming unset variables)")
     parser.add_argument("--train", type=int, default=40, help="source training clips per machine type")
     parser.add_argument("--test", type=int, default=40, help="test clips per machine type")
     parser.add_argument("--clip-seconds", type=float, default=5.0, help="clip length (DCASE 2023: 18)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="asdcore-compare-"))
-    names = args.recipes.split(",") if args.recipes else sorted(
-        p.stem for p in (REPO / "recipes").glob("*.yaml") if p.stem != "demo")
+    names = args.recipes.split(",") if args.recipes else []
+    for recipe in [] if args.recipes else sorted((REPO / "recipes").glob("*.yaml")):
+        missing = _missing_variables(recipe)
+        if missing:
+            print(f"skipping {recipe.stem}: set {', '.join('$' + m for m in missing)}")
+        elif recipe.stem != "demo":
+            names.append(recipe.stem)
     dataset = (f"dataset={{name: synth, root: {out / 'data'}, n_train_source: {args.train}, n_train_target: 4, "
                f"n_test: {args.test}, clip_seconds: {args.clip_seconds}}}")
     seeds = [int(s) for s in args.seeds.split(",")]

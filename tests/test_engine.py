@@ -291,3 +291,13 @@ def test_force_retrains_from_scratch(registry, toy_root, tmp_path):
     toy_plugin.CALLS.clear()
     run(registry, config, force=True)
     assert toy_plugin.CALLS["fit"] == 1 and not stale.exists()
+
+
+def test_fingerprints_count_environment_variables_by_value(monkeypatch):
+    from asdcore.store import fingerprint
+
+    monkeypatch.setenv("ASDCORE_TEST_CHECKPOINT", "/models/a.pt")
+    first = fingerprint({"checkpoint": "$ASDCORE_TEST_CHECKPOINT", "layers": ["${ASDCORE_TEST_CHECKPOINT}"]})
+    assert first == fingerprint({"checkpoint": "/models/a.pt", "layers": ["/models/a.pt"]})
+    monkeypatch.setenv("ASDCORE_TEST_CHECKPOINT", "/models/b.pt")
+    assert fingerprint({"checkpoint": "$ASDCORE_TEST_CHECKPOINT", "layers": ["${ASDCORE_TEST_CHECKPOINT}"]}) != first

@@ -102,6 +102,31 @@ def test_checkpoint_of_another_config_is_not_resumed(registry, tmp_path, toy_roo
     assert [row["epoch"] for row in data.log] == [1]
 
 
+class ScaledFrontend(TinyFrontend):
+    class Params(asdcore.Params):
+        scale: float = 1.0
+
+    def training_loss(self, batch, loss):
+        waves, targets = batch
+        return loss(self.model(waves) * self.params.scale, targets)
+
+
+def scaled(scale):
+    torch.manual_seed(0)
+    return ScaledFrontend(ScaledFrontend.Params(scale=scale), sample_rate=8000, clip_samples=2000)
+
+
+def test_checkpoint_of_other_frontend_params_is_not_resumed(registry, tmp_path, toy_root):
+    first = make_data(tmp_path, toy_root, epochs=1)
+    train(scaled(1.0), first)
+    data = make_data(tmp_path, toy_root, epochs=2)
+    train(scaled(2.0), data)
+    assert [row["epoch"] for row in data.log] == [1, 2] and data.log[0]["loss"] != first.log[0]["loss"]
+    again = make_data(tmp_path, toy_root, epochs=3)
+    train(scaled(2.0), again)
+    assert again.log[:2] == data.log and [row["epoch"] for row in again.log] == [1, 2, 3]  # resumed
+
+
 def test_warmup_scales_the_learning_rate(registry, tmp_path, toy_root):
     data = make_data(tmp_path, toy_root, epochs=1, warmup_steps=100)
     train(fresh(), data)

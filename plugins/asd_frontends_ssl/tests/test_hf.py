@@ -1,0 +1,112 @@
+"""``hf_encoder`` on tiny random Hugging Face models saved to disk (HF_HUB_OFFLINE=1: no downloads)."""
+import pytest
+import torch
+
+import asdcore
+from asdcore.training import CHECKPOINT
+from asd_frontends_ssl.lora import trainable_state
+
+transformers = pytest.importorskip("transformers")
+SECONDS = 0.6
+
+
+@pytest.fixture(scope="module")
+def wav2vec2(tmp_path_factory):
+    """A two-layer Wav2Vec2Model with its feature extractor."""
+    path = tmp_path_factory.mktemp("wav2vec2")
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+        conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )
+    torch.manual_seed(0)
+    transformers.Wav2Vec2Model(config).save_pretrained(path)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True,
+                                          return_attention_mask=False).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ast(tmp_path_factory):
+    """A one-layer Audio Spectrogram Transformer over 64 fbank frames, with its feature extractor."""
+    path = tmp_path_factory.mktemp("ast")
+    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, max_length=64, num_mel_bins=128)
+    torch.manual_seed(0)
+    transformers.ASTModel(config).save_pretrained(path)
+    transformers.ASTFeatureExtractor(max_length=64, num_mel_bins=128).save_pretrained(path)
+    return str(path)
+
+
+def create(registry, seed=0, sample_rate=16000, **params):
+    torch.manual_seed(seed)
+    return registry.create("frontends", "hf_encoder", params={"lora_rank": 4, "embedding_dim": 8, **params},
+                           sample_rate=sample_rate, clip_samples=int(sample_rate * SECONDS))
+
+
+def waves(batch=3, seed=0, sample_rate=16000):
+    return 0.1 * torch.randn(batch, int(sample_rate * SECONDS), generator=torch.Generator().manual_seed(seed))
+
+
+def test_lora_on_q_and_v_by_default_and_only_lora_and_head_train(registry, wav2vec2):
+    frontend = create(registry, model=wav2vec2)
+    assert frontend.spec == asdcore.FrontendSpec(embedding_dim=8, needs_training=True)
+    trainable = [n for n, p in frontend.model.named_parameters() if p.requires_grad]
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if ".lora_" in n} == {"q_proj", "v_proj"}
+    assert all(".lora_" in n or n.startswith("projection_net.") for n in trainable)
+    assert frontend.extract(waves()).embedding.shape == (3, 8)
+
+
+def test_training_leaves_the_model_intact_and_round_trips(registry, wav2vec2, tmp_path, train_data):
+    frontend = create(registry, model=wav2vec2, pooling="attentive_stats")
+    before = {n: p.detach().clone() for n, p in frontend.model.named_parameters()}
+    frontend.fit(train_data(tmp_path / "work", epochs=1))  # two steps: B moves in the first, A from the second
+    after = dict(frontend.model.named_parameters())
+    assert all(torch.equal(after[n], v) != after[n].requires_grad for n, v in before.items())
+    trained = set(trainable_state(frontend.model))
+    assert set(torch.load(tmp_path / "work" / CHECKPOINT, weights_only=False)["model"]) == trained
+    frontend.save(tmp_path / "model")
+    assert set(torch.load(tmp_path / "model" / "model.pt", weights_only=True)) == trained
+    restored = create(registry, seed=1, model=wav2vec2, pooling="attentive_stats")
+    restored.load(tmp_path / "model")
+    x = waves()
+    assert torch.equal(restored.extract(x).embedding, frontend.extract(x).embedding)
+
+
+def test_frozen_mode_pools_the_hidden_states(registry, wav2vec2):
+    frontend = create(registry, model=wav2vec2, trainable=False)
+    assert frontend.spec == asdcore.FrontendSpec(embedding_dim=32, needs_training=False)
+    x = waves()
+    model = transformers.AutoModel.from_pretrained(wav2vec2).eval()
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(wav2vec2)
+    inputs = extractor(list(x.numpy()), sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        expected = model(inputs).last_hidden_state.mean(1)
+    torch.testing.assert_close(frontend.extract(x).embedding, expected)
+    assert not any(p.requires_grad for p in frontend.model.parameters())
+
+
+def test_ast_with_cls_pooling(registry, ast):
+    frontend = create(registry, model=ast, pooling="cls")
+    assert frontend.extract(waves()).embedding.shape == (3, 8)
+    raw = create(registry, model=ast, pooling="cls", trainable=False)
+    assert raw.extract(waves()).embedding.shape == (3, 32)
+
+
+def test_other_sample_rates_are_resampled_for_the_feature_extractor(registry, wav2vec2):
+    frontend = create(registry, sample_rate=8000, model=wav2vec2, trainable=False)
+    at_16k = create(registry, model=wav2vec2, trainable=False)
+    x = waves(sample_rate=8000)
+    import torchaudio
+
+    torch.testing.assert_close(frontend.extract(x).embedding,
+                               at_16k.extract(torchaudio.functional.resample(x, 8000, 16000)).embedding)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"lora_targets": ["query"]}, "no Linear layer named 'query'.*k_proj, v_proj, q_proj"),
+    ({"trainable": False, "pooling": "attentive_stats"}, "trainable: false"),
+    ({"model": "/nonexistent/model", "local_files_only": True}, "cannot load Hugging Face model '/nonexistent/model'"),
+])
+def test_bad_params_are_config_errors(registry, wav2vec2, params, message):
+    with pytest.raises(asdcore.ConfigError, match=message):
+        create(registry, **{"model": wav2vec2, **params})
