@@ -74,7 +74,7 @@ class SpectrumBranch(nn.Module):
             length = (length - kernel) // stride + 1
             layers += [
                 nn.Conv1d(in_channels, self.CHANNELS, kernel, stride=stride, bias=False),
-                nn.ReLU(),
+                nn.ReLU(inplace=True),
                 SqueezeExcitation(self.CHANNELS),
             ]
             in_channels = self.CHANNELS
@@ -104,7 +104,7 @@ class ResidualBlock(nn.Module):
             nn.ReLU(),
             nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_channels, affine=False),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             SqueezeExcitation(out_channels),
         )
@@ -152,7 +152,7 @@ class SpectrogramBranch(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(1, 16, 7, stride=2, bias=False),
             nn.BatchNorm2d(16, affine=False),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2),
         )
         blocks: list[nn.Module] = []
