@@ -26,6 +26,37 @@ def pauc(is_anomaly: np.ndarray, score: np.ndarray, max_fpr: float = MAX_FPR) ->
     return float(roc_auc_score(is_anomaly, score, max_fpr=max_fpr))
 
 
+def roc_auc_unchecked(is_anomaly: np.ndarray, score: np.ndarray, max_fpr: float | None = None) -> float:
+    """:func:`auc` (or :func:`pauc` with ``max_fpr``) without scikit-learn's input validation.
+
+    The same operations as scikit-learn's binary ``roc_auc_score`` (ROC points at distinct scores,
+    collinear points dropped, trapezoids with scipy, interpolation at ``max_fpr``, McClish
+    standardisation), so the values are bit-identical (tested), about 20x faster: for the thousands
+    of leave-one-out evaluations of the jackknife. Inputs must hold both classes and finite scores.
+    """
+    from scipy.integrate import trapezoid
+
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    sorted_score = np.asarray(score, dtype=np.float64)[order]
+    positive = (np.asarray(is_anomaly)[order] == ANOMALY).astype(np.float64)
+    ends = np.r_[np.nonzero(np.diff(sorted_score))[0], len(sorted_score) - 1]
+    tps = np.cumsum(positive, dtype=np.float64)[ends]
+    fps = 1 + ends.astype(np.float64) - tps
+    if len(fps) > 2:
+        corners = np.nonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])[0]
+        fps, tps = fps[corners], tps[corners]
+    fpr = np.r_[0.0, fps] / fps[-1]
+    tpr = np.r_[0.0, tps] / tps[-1]
+    if max_fpr is None:
+        return float(trapezoid(tpr, fpr))
+    stop = np.searchsorted(fpr, max_fpr, "right")
+    tpr = np.append(tpr[:stop], np.interp(max_fpr, [fpr[stop - 1], fpr[stop]], [tpr[stop - 1], tpr[stop]]))
+    fpr = np.append(fpr[:stop], max_fpr)
+    partial_auc = float(trapezoid(tpr, fpr))
+    min_area = 0.5 * max_fpr**2
+    return 0.5 * (1 + (partial_auc - min_area) / (max_fpr - min_area))
+
+
 def hmean(values: Iterable[float]) -> float:
     """Harmonic mean, each value clamped to machine epsilon first (as the official evaluators do)."""
     array = np.maximum(np.asarray(list(values), dtype=np.float64), EPS)

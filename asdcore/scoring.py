@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
 
 from .interfaces import SOURCE, TARGET, Evaluation, Scorer
-from .metrics import auc, decision_metrics, hmean, jackknife_ci95, pauc, section_metrics
+from .metrics import MAX_FPR, decision_metrics, hmean, jackknife_ci95, roc_auc_unchecked, section_metrics
 
 
 class SectionScorer(Scorer):
@@ -65,7 +66,8 @@ class SectionScorer(Scorer):
             for subset, stats in result.items():
                 y = np.concatenate([e.clips[subset][0] for e in evaluations if subset in e.clips])
                 s = np.concatenate([e.clips[subset][1] for e in evaluations if subset in e.clips])
-                stats["ci95"] = float(np.mean([jackknife_ci95(auc, y, s), jackknife_ci95(pauc, y, s)]))
+                half_widths = [jackknife_ci95(partial(roc_auc_unchecked, max_fpr=m), y, s) for m in (None, MAX_FPR)]
+                stats["ci95"] = float(np.mean(half_widths))
         return result
 
 

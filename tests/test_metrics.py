@@ -74,6 +74,29 @@ def test_jackknife_ci95_formula():
     assert metrics.jackknife_ci95(metrics.auc, y, s) == pytest.approx(abs(stats.t.ppf(0.025, 19)) * sigma, rel=1e-12)
 
 
+@pytest.mark.parametrize("max_fpr", [None, 0.1, 0.05, 0.3])
+def test_unchecked_roc_auc_is_bit_identical_to_scikit_learn(max_fpr):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n = int(rng.integers(3, 250))
+        y = np.r_[0, 1, rng.integers(0, 2, n - 2)]
+        s = rng.normal(size=n) + y * rng.uniform(0, 2)
+        if trial % 3:
+            s = np.round(s, trial % 3 - 1)  # ties, many of them
+        assert metrics.roc_auc_unchecked(y, s, max_fpr) == float(roc_auc_score(y, s, max_fpr=max_fpr)), trial
+
+
+def test_jackknife_with_the_unchecked_metric_equals_scikit_learn():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    s = np.round(rng.normal(size=120) + y, 1)
+    assert metrics.jackknife_ci95(metrics.roc_auc_unchecked, y, s) == metrics.jackknife_ci95(metrics.auc, y, s)
+    fast = metrics.jackknife_ci95(lambda a, b: metrics.roc_auc_unchecked(a, b, 0.1), y, s)
+    assert fast == metrics.jackknife_ci95(metrics.pauc, y, s)
+
+
 def test_gamma_threshold_recovers_the_percentile():
     from scipy import stats
 
