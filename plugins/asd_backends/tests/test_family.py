@@ -195,3 +195,16 @@ def test_knn_rescale_needs_more_references_than_k_ref(registry, data):
     train, _ = data
     with pytest.raises(AsdcoreError, match="k_ref=4 need at least 5 training embeddings, got 4"):
         registry.create("backends", "knn_rescale").fit(train.select(np.arange(4)))
+
+
+@pytest.mark.parametrize("present", [SOURCE, TARGET])
+def test_kmeans_and_rescale_with_one_training_domain(registry, data, present):
+    train, test = data
+    one = train.select(train.domain == present)
+    refs, queries = unit(one.embedding), unit(test.embedding)
+    if present == SOURCE:
+        refs = unit(KMeans(16, init="k-means++", n_init="auto", random_state=0).fit(refs).cluster_centers_)
+    np.testing.assert_allclose(scores_of(registry, "kmeans", one, test),
+                               [0.5 * np.min(np.sum((refs - q) ** 2, axis=1)) for q in queries], rtol=1e-9)
+    rescaled = scores_of(registry, "knn_rescale", one, test)
+    assert rescaled.shape == (len(test),) and np.isfinite(rescaled).all()
