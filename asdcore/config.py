@@ -125,7 +125,7 @@ def load_config(
     if seeds is not None:
         data["seeds"] = _parse_seeds(seeds)
     config = validate(PipelineConfig, data, "")
-    config = config.model_copy(update={"output": _expand(config.output, "output")})
+    config = config.model_copy(update={"output": expand_path(config.output, "output")})
     return resolve(config, registry or get_registry())
 
 
@@ -133,7 +133,7 @@ def resolve(config: PipelineConfig, registry: Registry) -> Resolved:
     """Check every component name against the registry and validate its params."""
     ds_raw = dict(config.dataset.model_extra or {})
     if "root" in ds_raw and isinstance(ds_raw["root"], str):
-        ds_raw["root"] = _expand(ds_raw["root"], "dataset.root")
+        ds_raw["root"] = expand_path(ds_raw["root"], "dataset.root")
     dataset_cls = _entry(registry, "datasets", config.dataset.name, "dataset.name").cls
     validated = validate(dataset_cls.Params, ds_raw, "dataset")
     dataset_params = validated.model_dump(mode="json")
@@ -230,9 +230,12 @@ def _parse_seeds(text: str) -> list[int]:
 _UNSET = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _expand(value: str, key: str) -> str:
+def expand_path(value: str, key: str, hint: str = "") -> str:
+    """``value`` with ``~`` and environment variables expanded; an unset variable is a ConfigError naming
+    ``key`` (followed by ``hint``, e.g. where to get the file)."""
     expanded = os.path.expanduser(os.path.expandvars(value))
     missing = _UNSET.search(expanded)
     if missing:
-        raise ConfigError(f"{key}: environment variable ${missing.group(1)} in {value!r} is not set")
+        message = f"{key}: environment variable ${missing.group(1)} in {value!r} is not set"
+        raise ConfigError(f"{message}. {hint}" if hint else message)
     return expanded

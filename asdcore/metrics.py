@@ -36,8 +36,9 @@ def roc_auc_unchecked(is_anomaly: np.ndarray, score: np.ndarray, max_fpr: float 
     """
     from scipy.integrate import trapezoid
 
-    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
-    sorted_score = np.asarray(score, dtype=np.float64)[order]
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-score, kind="stable")
+    sorted_score = score[order]
     positive = (np.asarray(is_anomaly)[order] == ANOMALY).astype(np.float64)
     ends = np.r_[np.nonzero(np.diff(sorted_score))[0], len(sorted_score) - 1]
     tps = np.cumsum(positive, dtype=np.float64)[ends]

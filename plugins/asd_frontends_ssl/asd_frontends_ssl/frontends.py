@@ -7,8 +7,6 @@ is reloaded from its pretrained file). ``raw_beats`` / ``raw_eat`` / ``hf_encode
 """
 from __future__ import annotations
 
-import os
-import re
 from typing import Literal
 
 import pydantic
@@ -16,6 +14,7 @@ import torch
 from torch import nn
 
 import asdcore
+from asdcore.config import expand_path
 from asdcore.training import TorchFrontend
 
 from . import beats, eat
@@ -23,7 +22,6 @@ from .heads import Pooling, pool_tokens, projection_head
 from .lora import add_lora, freeze, linear_names, load_trainable_state, trainable_state
 
 SAMPLE_RATE = 16000
-UNSET_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 # Default LoRA targets of Hugging Face encoders: the first group whose names all occur among the Linear
 # layers (q_proj/v_proj: wav2vec 2.0, HuBERT, WavLM, Whisper, AST in transformers 5; query/value: AST and
 # ViT-style models in transformers 4).
@@ -32,13 +30,7 @@ HF_LORA_DEFAULTS = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("qkv"
 
 def checkpoint_path(value: str, hint: str) -> str:
     """``value`` with ``~`` and environment variables expanded; an unset variable is a ConfigError."""
-    path = os.path.expanduser(os.path.expandvars(value))
-    unset = UNSET_VARIABLE.search(path)
-    if unset:
-        raise asdcore.ConfigError(
-            f"frontend.params.checkpoint: environment variable ${unset.group(1)} in {value!r} is not set. {hint}"
-        )
-    return path
+    return expand_path(value, "frontend.params.checkpoint", hint)
 
 
 def require_sample_rate(frontend: asdcore.Frontend, encoder: str) -> None:
