@@ -66,10 +66,16 @@ class Dataset:
         """Folder name of this dataset's results (e.g. ``dcase2023``)."""
         raise NotImplementedError
 
-    def prepare(self, progress: bool = True) -> None:
-        """Make the data ready (e.g. generate it); by default check that the root exists."""
+    def prepare(self, progress: bool = True, force: bool = False) -> None:
+        """Make the data ready (e.g. generate it; ``force`` regenerates); by default check that the root exists."""
         if not self.root.is_dir():
             raise DatasetError(f"dataset root {str(self.root)!r} does not exist")
+
+    def metadata_files(self, machine: str) -> list[Path]:
+        """Files besides the audio that the clips' metadata of ``machine`` comes from (label CSVs,
+        ground truth, attribute files, a record of generation parameters). Their content is part of
+        the identity of every unit that reads the clips; by default none."""
+        return []
 
     def available_machines(self) -> list[str]:
         raise NotImplementedError
