@@ -11,6 +11,7 @@ from .errors import ArtifactError
 from .store import atomic_path
 
 _STR = h5py.string_dtype("utf-8")
+SHARED = "shared"  # <run>/shared/<machine>/features.h5: features of untrained frontends, one set for all seeds
 
 
 @dataclass

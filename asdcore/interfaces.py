@@ -153,7 +153,9 @@ class TrainData:
 
     ``load(clip)`` gives the whole waveform, to be tiled/cropped to ``clip_samples``; ``labels[i]`` is
     the class of ``clips[i]`` out of ``num_classes``; ``make_loss(embedding_dim, num_classes)`` builds
-    the configured loss (None when none is set).
+    the configured loss (None when none is set); ``identity`` covers every input of the training but
+    the number of epochs (data, labels, config, versions): only a checkpoint of the same identity is
+    continued.
     """
 
     clips: Sequence[Clip]
@@ -167,13 +169,24 @@ class TrainData:
     device: "torch.device"
     seed: int
     workdir: Path
+    identity: str = ""
     log: list[dict] = field(default_factory=list)
 
 
 class Frontend:
-    """Turns waveforms into embeddings (and optionally its own anomaly scores)."""
+    """Turns waveforms into embeddings (and optionally its own anomaly scores).
+
+    ``needs_training`` (or :meth:`trains`, when it depends on the params) tells the engine before
+    building anything whether the frontend is trained; it must agree with ``spec.needs_training``.
+    """
 
     Params: ClassVar[type[Params]] = Params
+    needs_training: ClassVar[bool] = False
+
+    @classmethod
+    def trains(cls, params: Params) -> bool:
+        """Whether a frontend with these params is trained (default: ``needs_training``)."""
+        return cls.needs_training
 
     def __init__(self, params: Params, *, sample_rate: int = 16000, clip_samples: int = 160000,
                  device: "torch.device | None" = None):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 import numpy as np
 
 from .errors import ArtifactError, AsdcoreError
-from .features import FeatureSet, load_features
+from .features import SHARED, FeatureSet, load_features
 from .interfaces import ANOMALY, NORMAL, SOURCE, TARGET, UNKNOWN
 from .store import atomic_path
 from .submission import SCORES, TRAIN_KEY, few, read_table
@@ -26,20 +27,21 @@ LABELS = ((NORMAL, "normal"), (ANOMALY, "anomaly"), (UNKNOWN, "unknown"))
 MARKERS = {"train": {NORMAL: "o", ANOMALY: "P", UNKNOWN: "d"}, "test": {NORMAL: "^", ANOMALY: "X", UNKNOWN: "s"}}
 
 
-def plot_run(seed_dir: Path, out_dir: Path | None = None) -> list[Path]:
+def plot_run(seed_dir: Path, out_dir: Path | None = None, features: Mapping[str, Path] | None = None) -> list[Path]:
     """Write ``roc_<machine>_<backend>.png`` and ``hist_<machine>_<backend>.png`` per machine type and
     backend folder, and ``embedding_<machine>.png`` per machine type, into ``out_dir`` (default
-    ``seed_dir/plots``); return the written paths, sorted."""
+    ``seed_dir/plots``); return the written paths, sorted. ``features``: machine type -> its
+    ``features.h5`` (default: :func:`features_files`)."""
     seed_dir = Path(seed_dir)
     out_dir = Path(out_dir) if out_dir is not None else seed_dir / "plots"
-    machine_dirs = sorted(p.parent for p in seed_dir.glob("*/features.h5"))
-    if not machine_dirs:
+    features = dict(features) if features is not None else features_files(seed_dir)
+    if not features:
         raise ArtifactError(f"{seed_dir}: no <machine>/features.h5 to plot")
     written = []
-    for machine_dir in machine_dirs:
-        machine = machine_dir.name
-        train, test = (load_features(machine_dir / "features.h5", split) for split in ("train", "test"))
-        for backend_dir in backend_dirs(machine_dir):
+    for machine, path in sorted(features.items()):
+        machine_dir = seed_dir / machine
+        train, test = (load_features(path, split) for split in ("train", "test"))
+        for backend_dir in backend_dirs(machine_dir) if machine_dir.is_dir() else []:
             backend = backend_dir.name
             scores = read_backend_scores(backend_dir, test)
             title = f"{machine} / {backend}"
@@ -48,6 +50,19 @@ def plot_run(seed_dir: Path, out_dir: Path | None = None) -> list[Path]:
                                  out_dir / f"hist_{machine}_{backend}.png"))
         written.append(_save(embedding_figure(train, test, machine), out_dir / f"embedding_{machine}.png"))
     return sorted(written)
+
+
+def features_files(seed_dir: Path) -> dict[str, Path]:
+    """Machine type -> ``features.h5`` of a seed folder: ``<machine>/features.h5``, or for untrained
+    frontends the one set shared by every seed, ``../shared/<machine>/features.h5``."""
+    seed_dir = Path(seed_dir)
+    found = {}
+    for folder in sorted(d for d in seed_dir.iterdir() if d.is_dir()) if seed_dir.is_dir() else []:
+        for path in (folder / "features.h5", seed_dir.parent / SHARED / folder.name / "features.h5"):
+            if path.is_file():
+                found[folder.name] = path
+                break
+    return found
 
 
 def backend_dirs(machine_dir: Path) -> list[Path]:
@@ -213,7 +228,7 @@ def plot_command(runs: tuple[Path, ...], output: Path | None) -> None:
 
 
 def _seed_dirs(run: Path) -> list[Path]:
-    if (run / "summary.csv").exists() or any(run.glob("*/features.h5")):
+    if (run / "summary.csv").exists() or features_files(run):
         return [run]
     found = sorted(d for d in run.glob("seed*") if d.is_dir())
     if not found:

@@ -1,11 +1,12 @@
-"""Atomic artifact writing and the stage records that make reruns skip finished work."""
+"""Atomic artifact writing, fingerprints, and the clean-up of temporaries left by killed processes."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,27 +58,17 @@ def _expand_variables(value: Any) -> Any:
     return value
 
 
-def clean_stale(directory: Path) -> None:
-    """Remove temporary files left by a killed process."""
-    if directory.is_dir():
-        for stale in directory.rglob(TMP_PREFIX + "*"):
-            stale.unlink(missing_ok=True)
-
-
-class Record:
-    """The record of one finished unit of a stage: its key and the artifacts it wrote."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def matches(self, key: str) -> bool:
-        """True when the unit finished with this key and all its artifacts still exist."""
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return False
-        base = self.path.parent
-        return data.get("key") == key and all((base / a).exists() for a in data.get("artifacts", []))
-
-    def write(self, key: str, artifacts: list[str], config: Any) -> None:
-        write_json(self.path, {"key": key, "artifacts": artifacts, "config": config})
+def remove_temporaries(base: Path, names: Iterable[str]) -> None:
+    """Remove the temporaries of the artifacts ``names`` under ``base`` (``.tmp-<name>…`` beside each, and
+    any ``.tmp-*`` inside artifact folders), left by a killed process. Call it only while holding the
+    unit's lock, so that no live process's temporaries are removed."""
+    for name in names:
+        path = Path(base) / name
+        stale = list(path.parent.glob(TMP_PREFIX + path.name + "*")) if path.parent.is_dir() else []
+        if path.is_dir():
+            stale += path.rglob(TMP_PREFIX + "*")
+        for item in stale:
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ class TorchFrontend(Frontend):
     """
 
     embedding_dim: int
+    needs_training = True
     uses_loss = True
     uses_augmentations = True  # batches are (waves, class probabilities)
 
@@ -127,8 +128,8 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
     dataset = frontend.training_dataset(data)
     generator = torch.Generator().manual_seed(data.seed)
-    identity = fingerprint({k: v for k, v in cfg.model_dump().items() if k != "epochs"}, data.seed, len(dataset),
-                           type(frontend).__name__, frontend.params.model_dump(),
+    identity = fingerprint(data.identity, {k: v for k, v in cfg.model_dump().items() if k != "epochs"}, data.seed,
+                           len(dataset), type(frontend).__name__, frontend.params.model_dump(),
                            None if loss is None else [type(loss).__name__, loss.params.model_dump()])
     path = Path(data.workdir) / CHECKPOINT
     start = _resume(path, identity, frontend, loss, optimizer, schedule, generator, data)
@@ -182,7 +183,11 @@ def _resume(path, identity, frontend, loss, optimizer, schedule, generator, data
         return 0
     state = torch.load(path, map_location=data.device, weights_only=False)
     if state.get("identity") != identity:
-        log.info("checkpoint %s belongs to another training config; starting afresh", path)
+        log.info("checkpoint %s belongs to other training inputs; starting afresh", path)
+        return 0
+    if state["epoch"] > data.training.epochs:  # never the result of a shorter run
+        log.info("checkpoint %s is after epoch %d, past the %d configured; starting afresh", path, state["epoch"],
+                 data.training.epochs)
         return 0
     frontend.restore_checkpoint_state(state["model"])
     if loss is not None and state["loss"] is not None:
@@ -195,7 +200,7 @@ def _resume(path, identity, frontend, loss, optimizer, schedule, generator, data
     random.setstate(state["random"])
     data.log[:] = state["log"]
     log.info("resuming training after epoch %d from %s", state["epoch"], path)
-    return min(state["epoch"], data.training.epochs)
+    return state["epoch"]
 
 
 def _tensorboard(directory: Path):

@@ -36,7 +36,7 @@ def test_artifacts_and_formats(registry, toy_root, tmp_path):
     assert '"toy-dist": "9.9"' in read(root / "versions.json")
     for seed in (0, 1):
         seed_dir = root / f"seed{seed}"
-        with h5py.File(seed_dir / "alpha" / "features.h5") as f:
+        with h5py.File(root / "shared" / "alpha" / "features.h5") as f:
             assert set(f) == {"train", "test"}
             assert f["train/embedding"].dtype == np.float32 and f["train/embedding"].shape == (15, 16)
             assert sorted(f["test"]) == ["attribute", "domain", "embedding", "frontend_score", "is_anomaly",
@@ -62,7 +62,7 @@ def test_artifacts_and_formats(registry, toy_root, tmp_path):
 
 def test_domains_and_labels_are_stored(registry, toy_root, tmp_path):
     root = run(registry, toy_plugin.pipeline(toy_root, tmp_path, seeds=[0]))
-    with h5py.File(root / "seed0" / "beta" / "features.h5") as f:
+    with h5py.File(root / "shared" / "beta" / "features.h5") as f:
         paths = f["test/path"].asstr()[()]
         domain, anomaly = f["test/domain"][()], f["test/is_anomaly"][()]
     for p, d, a in zip(paths, domain, anomaly):
@@ -95,8 +95,9 @@ def test_seed_independent_features_are_computed_once(registry, toy_root, tmp_pat
     toy_plugin.CALLS.clear()
     run(registry, toy_plugin.pipeline(toy_root, tmp_path, seeds=[0, 1, 2]))
     assert "extract" not in toy_plugin.CALLS and calls > 0
-    a = (root / "seed0" / "alpha" / "features.h5").read_bytes()
-    assert (root / "seed2" / "alpha" / "features.h5").read_bytes() == a
+    assert not list(root.glob("seed*/*/features.h5"))  # one set in shared/, no copies per seed
+    assert (root / "seed2" / "alpha" / "distance" / "anomaly_score_alpha_section_00_test.csv").read_text() == \
+        (root / "seed0" / "alpha" / "distance" / "anomaly_score_alpha_section_00_test.csv").read_text()
 
 
 def test_trainable_frontend(registry, toy_root, tmp_path):
@@ -169,7 +170,7 @@ def test_killed_run_resumes_to_identical_summary(registry, toy_root, tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    first = tmp_path / "run" / "toyrun" / "toy" / "seed0" / "alpha" / "features.h5"
+    first = tmp_path / "run" / "toyrun" / "toy" / "shared" / "alpha" / "features.h5"
     deadline = time.time() + 60
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -210,7 +211,7 @@ def test_bad_audio_names_the_file_and_keeps_finished_work(registry, toy_root, tm
     bad.write_bytes(bad.read_bytes()[:300])
     with pytest.raises(AudioError, match=f"{bad}.*truncated"):
         run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
-    assert (tmp_path / "out" / "toyrun" / "toy" / "seed0" / "alpha" / "features.h5").exists()
+    assert (tmp_path / "out" / "toyrun" / "toy" / "shared" / "alpha" / "features.h5").exists()
 
     sf.write(bad, np.zeros(2000, dtype=np.float32), 16000)
     with pytest.raises(AudioError, match=f"{bad}: sample rate 16000 Hz, expected 8000 Hz"):
@@ -255,7 +256,7 @@ def test_cuda_request_without_cuda(registry, toy_root, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA device"):
         run(registry, toy_plugin.pipeline(toy_root, tmp_path, device="cuda"))
-    from asdcore.engine import pick_device
+    from asdcore.context import pick_device
 
     assert pick_device("auto").type == "cpu"
 

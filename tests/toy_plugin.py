@@ -91,6 +91,8 @@ class CentredFrontend(SpectrumFrontend):
     """A trainable frontend: learns the mean training spectrum and subtracts it, then weights the bands
     with random weights (``noise``), so results depend on the seed."""
 
+    needs_training = True
+
     class Params(SpectrumFrontend.Params):
         noise: float = 0.0
 

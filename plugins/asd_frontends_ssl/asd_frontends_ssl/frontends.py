@@ -278,6 +278,10 @@ class HfEncoderFrontend(LoraFrontend):
                 raise ValueError("pooling 'attentive_stats' has parameters; with trainable: false use mean or cls")
             return self
 
+    @classmethod
+    def trains(cls, params: Params) -> bool:
+        return params.trainable
+
     def build_model(self) -> nn.Module:
         p = self.params
         encoder = load_hf_encoder(p.model, self.sample_rate, p.local_files_only)

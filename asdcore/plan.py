@@ -1,0 +1,255 @@
+"""The plan: a graph of units built from a resolved pipeline, each with its inputs and key.
+
+Units, in the order they can run:
+
+=======================================  ======================================================
+``seed<k>/train/<shared|machine>``       train the frontend (trained frontends only)
+``seed<k>/extract/<machine>``            train and test embeddings; ``shared/extract/<machine>``
+                                         for untrained frontends, once for every seed
+``seed<k>/score/<machine>/<backend>``    fit a backend, score test (and cross-fitted train) clips
+``seed<k>/evaluate/<machine>/<backend>`` decisions and official scores of one machine type
+``seed<k>/summary``, ``seed<k>/plots``   the reductions of one seed
+``table``                                the table across seeds
+=======================================  ======================================================
+
+A unit's inputs name everything it depends on: the config values it uses, its upstream units' keys,
+the data it reads (clip listings with sizes and modification times, the content of metadata files)
+and the versions of the distributions providing its components. Its key is their fingerprint.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .context import BACKEND_SEED, SHARED, Context
+from .identity import Record, files_digest, key_of, listing_digest, relative
+from .registry import CORE_DISTRIBUTION
+from .store import fingerprint
+
+STAGES = ("train", "extract", "score", "evaluate")
+STAGE_OF = {"train": "train", "extract": "extract", "score": "score", "evaluate": "evaluate",
+            "summary": "evaluate", "plots": "evaluate", "table": "evaluate"}
+LOCKS = ".locks"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work: its id, kind, upstream unit ids, named inputs and key, where its record and
+    outputs live, and the plain-data config of its pipeline (all that executing it needs)."""
+
+    id: str
+    kind: str
+    upstream: Mapping[str, Path]  # upstream unit id -> its record
+    inputs: Mapping[str, Any]
+    directory: Path
+    outputs: tuple[str, ...]
+    args: Mapping[str, Any]
+    config: Mapping[str, Any] = field(repr=False)
+    config_key: str = field(repr=False)
+    lock: Path = field(repr=False)
+    scratch: tuple[str, ...] = ()  # other folders whose temporaries belong to this unit
+
+    @property
+    def key(self) -> str:
+        return key_of(self.inputs)
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return tuple(self.upstream)
+
+    def stale_reason(self) -> str | None:
+        """None when this unit is up to date; else why it must run (see :meth:`Record.stale_reason`)."""
+        return self.record.stale_reason(self.key, self.inputs, upstream_runs(self))
+
+    @property
+    def stage(self) -> str:
+        return STAGE_OF[self.kind]
+
+    @property
+    def record(self) -> Record:
+        return Record(self.directory / f"{self.kind}.record.json")
+
+    @property
+    def checkpoint_identity(self) -> str:
+        """The key without the number of epochs: a training checkpoint of this identity may be continued."""
+        return key_of({k: v for k, v in self.inputs.items() if k != "epochs"})
+
+
+@dataclass
+class Plan:
+    """Units in an order in which each comes after its upstream units."""
+
+    units: list[Unit]
+
+    def __post_init__(self) -> None:
+        self._by_id = {u.id: u for u in self.units}
+
+    def __iter__(self) -> Iterator[Unit]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __getitem__(self, unit_id: str) -> Unit:
+        return self._by_id[unit_id]
+
+    def reasons(self, force: bool = False) -> dict[str, str | None]:
+        """Why each unit would run now (None: up to date): no record, which inputs changed, outputs
+        missing or changed, an upstream unit that runs, or ``--force``."""
+        reasons: dict[str, str | None] = {}
+        for unit in self.units:
+            if force:
+                reasons[unit.id] = "--force"
+                continue
+            reason = unit.stale_reason()
+            if reason is None:
+                upstream = next((d for d in unit.deps if reasons.get(d) is not None), None)
+                reason = f"upstream {upstream} runs" if upstream else None
+            reasons[unit.id] = reason
+        return reasons
+
+
+class Planner:
+    """Builds the plan of one pipeline; clip listings are fingerprinted once per machine type and split."""
+
+    def __init__(self, context: Context, verify_content: bool = False):
+        self.ctx = context
+        self.verify_content = verify_content
+        self.machines = context.dataset.machines()
+        self._digests: dict[tuple[str, str], str] = {}
+        self._config = context.config
+        self.units: list[Unit] = []
+
+    def plan(self) -> Plan:
+        ctx = self.ctx
+        seeds = ctx.resolved.config.seeds
+        extract = {}
+        if not ctx.trains:
+            shared = {m: self._extract(None, m, None) for m in self.machines}
+            extract = {(s, m): shared[m] for m in self.machines for s in seeds}
+        summaries = []
+        for seed in seeds:
+            if ctx.trains:
+                for name, machines in ctx.training_units(self.machines):
+                    trained = self._train(seed, name, machines)
+                    for m in machines:
+                        extract[seed, m] = self._extract(seed, m, trained)
+            evaluated = []
+            for m in self.machines:
+                for bid in ctx.resolved.backend_params:
+                    scored = self._score(seed, m, bid, extract[seed, m])
+                    evaluated.append(self._evaluate(seed, m, bid, scored))
+            summaries.append(self._reduction("summary", seed, evaluated, ctx.seed_dir(seed), ("summary.csv",)))
+            if ctx.resolved.config.evaluation.plots:
+                self._reduction("plots", seed, evaluated, ctx.seed_dir(seed), ("plots",))
+        self._add("table", "table", summaries, {f"upstream {u.id}": u.key for u in summaries}, ctx.root,
+                  ("table.csv", "table.md"), {})
+        return Plan(self.units)
+
+    # -- units -----------------------------------------------------------------------------------
+    def _train(self, seed: int, name: str, machines: list[str]) -> Unit:
+        ctx, r = self.ctx, self.ctx.resolved
+        fe = r.as_dict()["frontend"]
+        training = dict(fe["training"])
+        epochs = training.pop("epochs")
+        inputs = {
+            "frontend": {"name": fe["name"], "params": fe["params"]}, "loss": fe["loss"],
+            "augmentations": fe["augmentations"], "training": training, "epochs": epochs, "seed": seed,
+            **self._dataset(), "machines": machines,
+            **{f"data {m}/train": self._listing(m, "train") for m in machines},
+            **{f"metadata {m}": self._metadata(m) for m in machines},
+            "class labels": self._class_labels(machines),
+            "versions": self._versions(("frontends", fe["name"]), ("losses", fe["loss"] and fe["loss"]["name"]),
+                                       *(("augmentations", a["name"]) for a in fe["augmentations"])),
+        }
+        return self._add(f"seed{seed}/train/{name}", "train", [], inputs, ctx.train_dir(seed, name),
+                         ("model", "train_log.csv", "config.yaml"), {"seed": seed, "unit": name, "machines": machines},
+                         scratch=("work",))
+
+    def _extract(self, seed: int | None, machine: str, trained: Unit | None) -> Unit:
+        ctx, r = self.ctx, self.ctx.resolved
+        inputs: dict[str, Any] = {"frontend": {"name": r.config.frontend.name, "params": r.frontend_params}}
+        if trained is not None:
+            inputs[f"upstream {trained.id}"] = trained.key
+        inputs.update({
+            **self._dataset(), f"data {machine}/train": self._listing(machine, "train"),
+            f"data {machine}/test": self._listing(machine, "test"), f"metadata {machine}": self._metadata(machine),
+            "versions": self._versions(("frontends", r.config.frontend.name)),
+        })
+        uid = f"seed{seed}/extract/{machine}" if trained else f"{SHARED}/extract/{machine}"
+        path = ctx.features_path(0 if seed is None else seed, machine)
+        return self._add(uid, "extract", [trained] if trained else [], inputs, path.parent, (path.name,),
+                         {"seed": seed, "machine": machine})
+
+    def _score(self, seed: int, machine: str, bid: str, extracted: Unit) -> Unit:
+        name, params = self.ctx.resolved.backend_params[bid]
+        inputs = {f"upstream {extracted.id}": extracted.key, "backend": {"name": name, "params": params},
+                  "backend seed": BACKEND_SEED, "scorer": self.ctx.resolved.scorer,
+                  "versions": self._versions(("backends", name))}
+        return self._add(f"seed{seed}/score/{machine}/{bid}", "score", [extracted], inputs,
+                         self.ctx.backend_dir(seed, machine, bid), (), {"seed": seed, "machine": machine, "backend": bid})
+
+    def _evaluate(self, seed: int, machine: str, bid: str, scored: Unit) -> Unit:
+        r = self.ctx.resolved
+        inputs = {f"upstream {scored.id}": scored.key, "evaluation": {"decision_percentile":
+                  r.config.evaluation.decision_percentile}, "scorer": r.scorer,
+                  "subsets": sorted(self.ctx.dataset.subsets(machine).items()),
+                  "versions": self._versions(("scorers", r.scorer))}
+        return self._add(f"seed{seed}/evaluate/{machine}/{bid}", "evaluate", [scored], inputs,
+                         self.ctx.backend_dir(seed, machine, bid), (),
+                         {"seed": seed, "machine": machine, "backend": bid})
+
+    def _reduction(self, kind: str, seed: int, evaluated: list[Unit], directory: Path, outputs: tuple) -> Unit:
+        inputs = {f"upstream {u.id}": u.key for u in evaluated}
+        inputs["versions"] = self._versions(("scorers", self.ctx.resolved.scorer))
+        return self._add(f"seed{seed}/{kind}", kind, evaluated, inputs, directory, outputs,
+                         {"seed": seed, "machines": self.machines})
+
+    def _add(self, uid: str, kind: str, deps: list[Unit], inputs: dict, directory: Path, outputs: tuple,
+             args: dict, scratch: tuple = ()) -> Unit:
+        ctx = self.ctx
+        unit = Unit(uid, kind, {d.id: d.record.path for d in deps}, inputs, directory, outputs, args, self._config, ctx.key,
+                    ctx.root / LOCKS / (uid.replace("/", "--") + ".lock"), scratch)
+        self.units.append(unit)
+        return unit
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _dataset(self) -> dict[str, Any]:
+        ds = self.ctx.dataset
+        params = {k: v for k, v in self.ctx.resolved.dataset_params.items() if k != "machines"}
+        return {"dataset": {"name": self.ctx.resolved.config.dataset.name, "params": params,
+                            "sample_rate": ds.sample_rate, "clip_seconds": ds.clip_seconds,
+                            "version": self._versions(("datasets", self.ctx.resolved.config.dataset.name))}}
+
+    def _listing(self, machine: str, split: str) -> str:
+        if (machine, split) not in self._digests:
+            ds = self.ctx.dataset
+            self._digests[machine, split] = listing_digest(ds.clips(machine, split), ds.root, self.verify_content)
+        return self._digests[machine, split]
+
+    def _metadata(self, machine: str) -> str:
+        return files_digest(self.ctx.dataset.metadata_files(machine), self.ctx.dataset.root)
+
+    def _class_labels(self, machines: list[str]) -> str:
+        ds = self.ctx.dataset
+        labels, count = ds.class_labels()
+        clips = [c for m in machines for c in ds.clips(m, "train")]
+        return fingerprint(count, [[relative(c.path, ds.root), labels[c.path]] for c in clips])
+
+    def _versions(self, *components: tuple[str, str | None]) -> dict[str, str]:
+        entries = [self.ctx.entry(kind, name) for kind, name in components if name]
+        versions = {e.distribution: e.version for e in entries}
+        versions[CORE_DISTRIBUTION] = self.ctx.registry.versions().get(CORE_DISTRIBUTION, "")
+        return versions
+
+
+def upstream_runs(unit: Unit) -> dict[str, str | None]:
+    """Upstream unit id -> the run id in its record now (None when it has none)."""
+    return {uid: Record(path).run_id for uid, path in unit.upstream.items()}
+
+
+def plan_pipeline(context: Context, verify_content: bool = False) -> Plan:
+    """The plan of every unit of ``context``'s pipeline."""
+    return Planner(context, verify_content).plan()

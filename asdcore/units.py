@@ -1,0 +1,217 @@
+"""Executing one unit of the four stages: train, extract, score, evaluate.
+
+Each function takes the unit and its context, writes the unit's artifacts atomically into
+``unit.directory`` and returns their names (the record lists them).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .context import BACKEND_SEED, Context, seed_everything
+from .errors import AsdcoreError
+from .features import FeatureSet, load_features, save_features
+from .interfaces import UNKNOWN, Clip, Dataset, Evaluation, Frontend, TrainData
+from .metrics import gamma_threshold
+from .plan import Unit
+from .store import write_json, write_text
+from .submission import DECISIONS, SCORES, TRAIN_KEY, read_groups, read_table, write_groups
+
+log = logging.getLogger("asdcore")
+
+TRAIN_SCORES = f"{SCORES}_{TRAIN_KEY}.csv"
+EVALUATION_JSON = "evaluation.json"
+
+
+def train(unit: Unit, ctx: Context) -> list[str]:
+    seed, machines = unit.args["seed"], unit.args["machines"]
+    r, dataset = ctx.resolved, ctx.dataset
+    log.info("seed %d: training frontend %s on %s", seed, unit.args["unit"], ", ".join(machines))
+    seed_everything(seed)
+    frontend = ctx.new_frontend()
+    cfg = r.config.frontend
+    augmentations = [ctx.registry.create("augmentations", a.name, params=p)
+                     for a, p in zip(cfg.augmentations, r.augmentation_params)]
+    clips = [c for m in machines for c in dataset.clips(m, "train")]
+    classes, num_classes = dataset.class_labels()
+    work = unit.directory / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    data = TrainData(
+        clips=clips, load=dataset.load, clip_samples=dataset.clip_samples,
+        labels=np.array([classes[c.path] for c in clips]), num_classes=num_classes, training=cfg.training,
+        make_loss=_loss_factory(ctx), augmentations=augmentations, device=ctx.device, seed=seed, workdir=work,
+        identity=unit.checkpoint_identity,
+    )
+    frontend.fit(data)
+    _save_model(frontend, unit.directory / "model")
+    write_csv(unit.directory / "train_log.csv", data.log)
+    write_text(unit.directory / "config.yaml", yaml.safe_dump(ctx.config, sort_keys=False))
+    return ["model", "train_log.csv", "config.yaml"]
+
+
+def _loss_factory(ctx: Context):
+    r = ctx.resolved
+    loss = r.config.frontend.loss
+    if loss is None:
+        return None
+
+    def make(embedding_dim: int, num_classes: int):
+        return ctx.registry.create("losses", loss.name, params=r.loss_params, path="frontend.loss.params",
+                                   embedding_dim=embedding_dim, num_classes=num_classes)
+
+    return make
+
+
+def _save_model(frontend: Frontend, target: Path) -> None:
+    tmp = target.parent / f".tmp-{target.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    frontend.save(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def extract(unit: Unit, ctx: Context) -> list[str]:
+    seed, machine = unit.args["seed"], unit.args["machine"]
+    log.info("%s: extracting %s", f"seed {seed}" if seed is not None else "all seeds", machine)
+    frontend = ctx.new_frontend()
+    if ctx.trains:
+        frontend.load(ctx.model_dir(seed, machine))
+    path = unit.directory / unit.outputs[0]
+    save_features(path, {split: _extract_split(ctx, frontend, machine, split) for split in ("train", "test")})
+    return list(unit.outputs)
+
+
+def _extract_split(ctx: Context, frontend: Frontend, machine: str, split: str) -> FeatureSet:
+    dataset = ctx.dataset
+    clips = dataset.clips(machine, split)
+    if not clips:
+        raise AsdcoreError(f"{machine}: no {split} clips in {dataset.root}")
+    ex = ctx.resolved.config.extraction
+    loader = torch.utils.data.DataLoader(_Waves(clips, dataset), batch_size=ex.batch_size, shuffle=False,
+                                         num_workers=ex.num_workers)
+    embeddings, scores = [], []
+    with torch.no_grad():
+        for waves in tqdm(loader, desc=f"extract {machine}/{split}", disable=not ctx.progress, leave=False):
+            out = frontend.extract(waves.to(ctx.device))
+            embeddings.append(out.embedding.detach().float().cpu().numpy())
+            if out.score is not None:
+                scores.append(out.score.detach().double().cpu().numpy())
+    embedding = np.concatenate(embeddings)
+    bad = ~np.isfinite(embedding).all(axis=1)
+    if bad.any():
+        raise AsdcoreError(
+            f"{machine}/{split}: the frontend produced NaN or infinite embeddings for "
+            f"{int(bad.sum())} clips, e.g. {clips[int(np.flatnonzero(bad)[0])].path}"
+        )
+    root = dataset.root
+    return FeatureSet(
+        embedding=embedding,
+        path=[str(c.path.relative_to(root)) if c.path.is_relative_to(root) else str(c.path) for c in clips],
+        section=[c.section for c in clips],
+        domain=[c.domain for c in clips],
+        is_anomaly=[c.is_anomaly for c in clips],
+        attribute=[c.attribute for c in clips],
+        frontend_score=np.concatenate(scores) if scores else None,
+    )
+
+
+class _Waves(torch.utils.data.Dataset):
+    def __init__(self, clips: list[Clip], dataset: Dataset):
+        self.clips = clips
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.dataset.read(self.clips[index]))
+
+
+def score(unit: Unit, ctx: Context) -> list[str]:
+    seed, machine, bid = unit.args["seed"], unit.args["machine"], unit.args["backend"]
+    name, params = ctx.resolved.backend_params[bid]
+    features_path = ctx.features_path(seed, machine)
+    features = {s: load_features(features_path, s) for s in ("train", "test")}
+    backend = ctx.registry.create("backends", name, params=params, path=f"backends.{bid}.params", seed=BACKEND_SEED)
+    backend.fit(features["train"])
+    scores = {"test": backend.score(features["test"]), "train": backend.train_scores(features["train"])}
+    for split, values in scores.items():
+        scores[split] = _checked_scores(values, len(features[split]), f"backend {bid!r} on {machine} ({split})")
+    shutil.rmtree(unit.directory, ignore_errors=True)  # files of other groups (another scorer) must not linger
+    scorer = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer")
+    test, train_set = features["test"], features["train"]
+    files = write_groups(unit.directory, SCORES, scorer.groups(machine, test), test.names, scores["test"])
+    write_groups(unit.directory, SCORES, {TRAIN_KEY: np.arange(len(train_set))}, train_set.names, scores["train"])
+    return [*files, TRAIN_SCORES]
+
+
+def _checked_scores(values, n: int, where: str) -> np.ndarray:
+    scores = np.asarray(values, dtype=np.float64)
+    if scores.shape != (n,) or not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum()) if scores.ndim else 0
+        raise AsdcoreError(f"{where}: expected {n} finite scores, got shape {scores.shape} with {bad} non-finite values")
+    return scores
+
+
+def evaluate(unit: Unit, ctx: Context) -> list[str]:
+    """Decisions from the gamma-fitted threshold, then every metric of the machine type from the score
+    files as they are on disk (exactly what a submission would contain)."""
+    seed, machine = unit.args["seed"], unit.args["machine"]
+    directory = unit.directory
+    scorer = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer")
+    test = load_features(ctx.features_path(seed, machine), "test")
+    groups = scorer.groups(machine, test)
+    for stale in ("evaluation.csv", EVALUATION_JSON):
+        (directory / stale).unlink(missing_ok=True)
+    train_scores = np.array(list(read_table(directory / TRAIN_SCORES).values()))
+    threshold = gamma_threshold(train_scores, ctx.resolved.config.evaluation.decision_percentile)
+    write_json(directory / "threshold.json", threshold)
+    scores = read_groups(directory, SCORES, groups, test.names)
+    written = ["threshold.json", *write_groups(directory, DECISIONS, groups, test.names,
+                                               (scores > threshold["threshold"]).astype(int))]
+    decisions = read_groups(directory, DECISIONS, groups, test.names)
+    labelled = test.is_anomaly != UNKNOWN
+    if not labelled.any():
+        log.info("seed %d: %s has no labelled test clips: scores and decisions written, not evaluated", seed, machine)
+        return written
+    evaluation = scorer.evaluate(machine, test.select(labelled), scores[labelled], ctx.dataset.subsets(machine),
+                                 decisions[labelled])
+    write_csv(directory / "evaluation.csv",
+              [{"section": s, "metric": m, "value": repr(float(v))} for s, m, v in evaluation.metrics])
+    write_text(directory / EVALUATION_JSON, json.dumps(_evaluation_data(evaluation)))
+    return [*written, "evaluation.csv", EVALUATION_JSON]
+
+
+def _evaluation_data(evaluation: Evaluation) -> dict:
+    return {"machine": evaluation.machine, "metrics": [list(m) for m in evaluation.metrics],
+            "official": evaluation.official, "pooled": evaluation.pooled,
+            "clips": {k: [y.tolist(), s.tolist()] for k, (y, s) in evaluation.clips.items()}}
+
+
+def read_evaluation(path: Path) -> Evaluation:
+    """The :class:`Evaluation` an evaluate unit stored."""
+    data = json.loads(Path(path).read_text())
+    return Evaluation(data["machine"], [tuple(m) for m in data["metrics"]], data["official"], data["pooled"],
+                      {k: (np.asarray(y), np.asarray(s, dtype=np.float64)) for k, (y, s) in data["clips"].items()})
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+RUNNERS = {"train": train, "extract": extract, "score": score, "evaluate": evaluate}
