@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from asdcore.errors import DatasetError
+
 from .download import download_command
 from .format import format_command
 from .labels import labels_command
@@ -32,14 +34,18 @@ def data() -> None:
 @click.option("--n-test", default=None, type=click.IntRange(min=2),
               help="Test clips per machine type, divisible by 4 [200]; with --year per section and domain [8].")
 @click.option("--clip-seconds", default=None, type=click.FloatRange(min=0.1), help="Clip length [2.0; 1.0 with --year].")
+@click.option("--force", is_flag=True,
+              help="Delete the clips generated before in ROOT (the machine types of its synth.json record; with "
+                   "--year also the ground truth) and generate anew, e.g. with other parameters.")
 @click.pass_context
 def synth_command(ctx: click.Context, root: Path, year: int | None, machines: str | None, subset: str, seed: int,
                   n_train_source: int | None, n_train_target: int, n_test: int | None,
-                  clip_seconds: float | None) -> None:
-    """Write synthetic machine sounds (deterministic for a seed)."""
+                  clip_seconds: float | None, force: bool) -> None:
+    """Write synthetic machine sounds (deterministic for a seed; the parameters are recorded in ROOT/synth.json)."""
     if year is not None:
         ctx.invoke(synth_year_command, year=year, root=root, machines=machines, subset=subset,
-                   n_train=n_train_source or 20, n_test=n_test or 8, clip_seconds=clip_seconds or 1.0, seed=seed)
+                   n_train=n_train_source or 20, n_test=n_test or 8, clip_seconds=clip_seconds or 1.0, seed=seed,
+                   force=force)
         return
     from . import synth
 
@@ -48,8 +54,8 @@ def synth_command(ctx: click.Context, root: Path, year: int | None, machines: st
         options = synth.SynthOptions(machines=selected, n_train_source=n_train_source or 990,
                                      n_train_target=n_train_target, n_test=n_test or 200,
                                      clip_seconds=clip_seconds or 2.0, seed=seed)
-        paths = synth.generate(root, options, progress=True)
-    except ValueError as exc:
+        paths = synth.generate(root, options, progress=True, force=force)
+    except (ValueError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(paths)} clips of {', '.join(selected)} in {root}")
 

@@ -48,7 +48,7 @@ class DcaseDataset(FormattedDataset):
     def id(self) -> str:
         return f"dcase{self.spec.year}"
 
-    def prepare(self, progress: bool = True) -> None:
+    def prepare(self, progress: bool = True, force: bool = False) -> None:
         self._require_tree()
 
     def available_machines(self) -> list[str]:

@@ -20,6 +20,12 @@ Sounds come from :mod:`asd_datasets.synth`: each DCASE machine type plays one of
 models, with the model's conditions as attributes. Every clip's random stream depends only on
 (seed, year, machine type, section) and its place in that section, so any subset of machine types
 and subsets reproduces the full tree's files.
+
+As in :mod:`asd_datasets.synth`, the tree's parameters (year, subsets, n_train, n_test,
+clip_seconds, seed, the machine types so far) are recorded in ``<tree>/synth.json``: a request
+with other parameters, or a tree with clips but no record, is a :class:`DatasetError` unless
+``force``, which deletes the generated clips and ground truth first; more machine types are added.
+Writing holds ``<tree>/.synth.lock``.
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ from pathlib import Path
 import click
 import numpy as np
 from tqdm import tqdm
+
+from asdcore.errors import DatasetError
 
 from . import synth
 from .years import DEV, EVAL, YEARS, YearSpec, get_year
@@ -99,27 +107,34 @@ def plan(year: int, machines: list[str] | None = None, subsets=SUBSETS, n_train:
 
 
 def write_original(year: int, root: Path, machines: list[str] | None = None, subsets=SUBSETS, n_train: int = 20,
-                   n_test: int = 8, clip_seconds: float = 1.0, seed: int = 0, progress: bool = False) -> Path:
+                   n_test: int = 8, clip_seconds: float = 1.0, seed: int = 0, progress: bool = False,
+                   force: bool = False) -> Path:
     """Write the missing clips of a synthetic DCASE ``year`` tree and its eval ground truth; return
     ``<root>/original/dcase<year>``.
 
     Per section: ``n_train`` source train clips, ``max(1, n_train // 10)`` target train clips and
-    ``n_test`` test clips per domain, half of them anomalous (2020: source domain only).
+    ``n_test`` test clips per domain, half of them anomalous (2020: source domain only). ``force``
+    deletes the clips and ground truth of the recorded machine types first.
     """
     clips = plan(year, machines, subsets, n_train, n_test, seed)
+    subsets = [s for s in SUBSETS if s in _check_subsets(subsets)]
+    params = {"format": synth.RECORD_FORMAT, "year": year, "subsets": subsets, "n_train": n_train,
+              "n_test": n_test, "clip_seconds": float(clip_seconds), "seed": seed}
+    spec = get_year(year)
     out = Path(root) / "original" / f"dcase{year}"
-    todo = [clip for clip in clips if not path_of(out, clip).exists()]
-    for folder in {path_of(out, clip).parent for clip in todo}:
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".*.part"):  # left by a killed run
-            stale.unlink(missing_ok=True)
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # numpy and scipy.fft release the GIL
-        jobs = pool.map(lambda clip: _write_clip(out, clip, clip_seconds), todo)
-        for _ in tqdm(jobs, total=len(todo), desc=f"dcase{year}", unit="clip", disable=not progress):
-            pass
-    hidden = [clip for clip in clips if clip.concealed]
-    if hidden:
-        _write_ground_truth(get_year(year), out / "ground_truth", hidden)
+    out.mkdir(parents=True, exist_ok=True)
+    with synth.locked(out / synth.LOCK):
+        recorded = synth.reconcile_record(
+            out / synth.RECORD, params, {clip.machine for clip in clips}, _check_machines(spec, None, SUBSETS),
+            lambda types: _generated_files(out, types), f"the synthetic DCASE {year} tree {out}",
+            f"Use another root, or regenerate with `asdcore data synth --year {year} --force`, which deletes "
+            "its clips and ground truth.", force,
+        )
+        _write_clips(out, [clip for clip in clips if not path_of(out, clip).exists()], clip_seconds, progress)
+        # the ground truth covers every recorded machine type, not only this call's
+        hidden = [clip for clip in plan(year, recorded, subsets, n_train, n_test, seed) if clip.concealed]
+        if hidden:
+            _write_ground_truth(spec, out / "ground_truth", hidden)
     return out
 
 
@@ -253,6 +268,30 @@ def _supplemental(spec: YearSpec, machine: str, subset: str, seed: int) -> list[
 
 # ---------------------------------------------------------------- writing
 
+def _generated_files(tree: Path, machines) -> list[Path]:
+    """The clips, ground truth and temporaries ``write_original`` writes for ``machines`` under ``tree``."""
+    folders = [tree / folder / "raw" / machine / sub for folder in SUBSET_FOLDERS.values() for machine in machines
+               for sub in ("train", "test", "source_test", "target_test", "supplemental")]
+    truth = tree / "ground_truth"
+    found = [p for folder in folders for pattern in ("*.wav", ".*.wav.*.part") for p in folder.glob(pattern)]
+    found += [p for pattern in ("eval_data_list_*.csv", ".eval_data_list_*.part",
+                                "ground_truth_*/ground_truth_*.csv", "ground_truth_*/.ground_truth_*.part")
+              for p in truth.glob(pattern)]
+    return sorted(p for p in found if p.is_file())
+
+
+def _write_clips(tree: Path, todo: list[OriginalClip], clip_seconds: float, progress: bool) -> None:
+    """Write ``todo`` with threads, first deleting temporaries a killed run left; call only under the lock."""
+    for folder in {path_of(tree, clip).parent for clip in todo}:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".*.part"):
+            stale.unlink(missing_ok=True)
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # numpy and scipy.fft release the GIL
+        jobs = pool.map(lambda clip: _write_clip(tree, clip, clip_seconds), todo)
+        for _ in tqdm(jobs, total=len(todo), desc=tree.name, unit="clip", disable=not progress):
+            pass
+
+
 def _write_clip(tree: Path, clip: OriginalClip, clip_seconds: float) -> None:
     """Render with synth's sound model and write atomically (temporary name, then os.replace)."""
     key, code, number = clip.stream
@@ -307,13 +346,14 @@ def _write_ground_truth(spec: YearSpec, folder: Path, clips: list[OriginalClip])
 @click.option("--n-test", default=8, show_default=True, type=int, help="Test clips per section and domain.")
 @click.option("--clip-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Delete the tree's generated clips and ground truth and write them anew.")
 def synth_year_command(year: int, root: Path, machines: str | None, subset: str, n_train: int, n_test: int,
-                       clip_seconds: float, seed: int) -> None:
+                       clip_seconds: float, seed: int, force: bool) -> None:
     """Write synthetic DCASE data in the year's original layout and naming, with eval ground truth."""
     selected = [m.strip() for m in machines.split(",") if m.strip()] if machines else None
     try:
         tree = write_original(year, root, selected, SUBSETS if subset == "all" else (subset,), n_train, n_test,
-                              clip_seconds, seed, progress=True)
-    except ValueError as exc:
+                              clip_seconds, seed, progress=True, force=force)
+    except (ValueError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"synthetic DCASE {year} data in {tree}")

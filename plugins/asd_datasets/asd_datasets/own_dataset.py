@@ -66,7 +66,7 @@ class OwnDataset(asdcore.Dataset):
             self._longest = max(_duration(c.path) for c in clips)
         return self._longest
 
-    def prepare(self, progress: bool = True) -> None:
+    def prepare(self, progress: bool = True, force: bool = False) -> None:
         for machine in self.machines():
             for split in ("train", "test"):
                 self.clips(machine, split)
@@ -97,16 +97,23 @@ class OwnDataset(asdcore.Dataset):
             clips.append(asdcore.Clip(path, machine, split, 0, domain, is_anomaly))
         return tuple(clips)
 
+    def metadata_files(self, machine: str) -> list[Path]:
+        """The machine type's label CSV, where there is one."""
+        path = self._labels_path(machine)
+        return [path] if path.is_file() else []
+
+    def _labels_path(self, machine: str) -> Path:
+        if self.params.labels_csv is None:
+            return self.root / machine / DEFAULT_CSV
+        return self.root / self.params.labels_csv.replace("{machine}", machine)
+
     def _labels(self, machine: str, names: set[str]) -> dict[str, tuple[int, int]]:
         """Test file name -> (is_anomaly, domain) from the machine type's label CSV, if any."""
-        if self.params.labels_csv is None:
-            path = self.root / machine / DEFAULT_CSV
-            if not path.is_file():
+        path = self._labels_path(machine)
+        if not path.is_file():
+            if self.params.labels_csv is None:
                 return {}
-        else:
-            path = self.root / self.params.labels_csv.replace("{machine}", machine)
-            if not path.is_file():
-                raise DatasetError(f"labels_csv {str(path)!r} does not exist")
+            raise DatasetError(f"labels_csv {str(path)!r} does not exist")
         return read_labels(path, machine, names)
 
     def load(self, clip: asdcore.Clip) -> np.ndarray:

@@ -45,22 +45,39 @@ gets a harmonic mean of source AUC, target AUC and pAUC of about 0.65-0.8 per ma
 All randomness of a clip comes from ``numpy.random.default_rng([seed,
 machine index, group code, clip index])``, so the same options give the same bytes
 and any subset of machines reproduces the full set's files.
+
+The parameters live beside the clips in ``<root>/synth.json`` (every option but ``machines``,
+the machine types generated so far and a format version), written before the clips so that an
+interrupted run resumes. A request with other parameters is a :class:`DatasetError` rather than a
+silent reuse of the old clips; other machine types with the same parameters are added to the data
+and the record; ``force`` deletes the clips of the recorded machine types and generates anew.
+Checking the record and generating hold ``<root>/.synth.lock`` (:class:`filelock.FileLock`), so
+processes sharing a root wait for each other instead of racing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import itertools
+import json
+import logging
 import os
 import pathlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable
 
+import filelock
 import numpy as np
 import scipy.fft
 import soundfile as sf
 from tqdm import tqdm
+
+from asdcore.errors import DatasetError
+
+log = logging.getLogger("asdcore")
 
 MACHINE_TYPES: tuple[str, ...] = ("fan", "pump", "gearbox", "valve")
 
@@ -80,6 +97,9 @@ _ANOMALIES = {  # kind -> level range: relative to the machine's RMS; drift in u
     "imbalance": (0.07, 0.45),
 }
 _MAX_COUNT = 10_000  # indices have four digits
+RECORD = "synth.json"  # the generation parameters, beside the data
+LOCK = ".synth.lock"
+RECORD_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -394,18 +414,64 @@ def _write_clip(path: pathlib.Path, clip: tuple, options: SynthOptions) -> None:
 
 
 def generate(root: str | os.PathLike, options: SynthOptions = SynthOptions(),
-             progress: bool = False) -> list[pathlib.Path]:
-    """Write every clip of ``options`` missing under ``root``; return the paths of all its clips."""
+             progress: bool = False, force: bool = False) -> list[pathlib.Path]:
+    """Write every clip of ``options`` missing under ``root``; return the paths of all its clips.
+
+    ``force`` deletes the clips of the recorded machine types first. A record with other parameters,
+    or clips without a record, is a :class:`DatasetError`.
+    """
     root = pathlib.Path(root)
-    paths, todo = [], []
-    for *clip, rel in _clips(options):
-        paths.append(root / rel)
-        if not paths[-1].exists():
-            todo.append((paths[-1], tuple(clip)))
-    for folder in {path.parent for path, _ in todo}:
+    paths = [root / rel for *_, rel in _clips(options)]
+    if not force and is_complete(root, options):
+        return paths  # nothing to write, so no lock: read-only roots work
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / LOCK):
+        reconcile_record(
+            root / RECORD, _params(options), options.machines, MACHINE_TYPES,
+            lambda machines: _generated_files(root, machines), f"the synthetic data in {root}",
+            "Use another root, or regenerate with --force (asdcore data synth --force, or asdcore run --force), "
+            "which deletes the old clips.", force,
+        )
+        todo = [(root / rel, tuple(clip)) for *clip, rel in _clips(options) if not (root / rel).exists()]
+        _remove_stale({path.parent for path, _ in todo})
+        _write_all(todo, options, progress)
+    return paths
+
+
+def is_complete(root: str | os.PathLike, options: SynthOptions = SynthOptions()) -> bool:
+    """True when the record under ``root`` matches ``options`` and every clip exists (checks names only)."""
+    root = pathlib.Path(root)
+    try:
+        record = read_record(root / RECORD)
+    except DatasetError:
+        return False
+    return (record is not None and not differences(record, _params(options))
+            and set(options.machines) <= set(record["machines"])
+            and all((root / rel).is_file() for *_, rel in _clips(options)))
+
+
+def _params(options: SynthOptions) -> dict:
+    params = dataclasses.asdict(options)
+    del params["machines"]
+    return {"format": RECORD_FORMAT, **params, "clip_seconds": float(options.clip_seconds)}
+
+
+def _generated_files(root: pathlib.Path, machines: Iterable[str]) -> list[pathlib.Path]:
+    """The clips and temporaries ``generate`` writes for ``machines`` (nothing else in their folders)."""
+    folders = [root / machine / split for machine in machines for split in ("train", "test")]
+    return [path for folder in folders for pattern in ("section_00_*.wav", ".section_00_*.part")
+            for path in sorted(folder.glob(pattern)) if path.is_file()]
+
+
+def _remove_stale(folders: Iterable[pathlib.Path]) -> None:
+    """Create ``folders`` and delete temporaries a killed run left there; call only under the lock."""
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".*.part"):  # left by a killed run
+        for stale in folder.glob(".*.part"):
             stale.unlink(missing_ok=True)
+
+
+def _write_all(todo: list[tuple[pathlib.Path, tuple]], options: SynthOptions, progress: bool) -> None:
     # numpy and scipy.fft release the GIL, so threads use all cores
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     pool = ThreadPoolExecutor(min(8, cores or 1))
@@ -415,10 +481,91 @@ def generate(root: str | os.PathLike, options: SynthOptions = SynthOptions(),
             job.result()
     finally:
         pool.shutdown(cancel_futures=True)
-    return paths
 
 
-def is_complete(root: str | os.PathLike, options: SynthOptions = SynthOptions()) -> bool:
-    """True when every clip of ``options`` exists under ``root`` (checks names only)."""
-    root = pathlib.Path(root)
-    return all((root / rel).is_file() for *_, rel in _clips(options))
+# ---------------------------------------------------------------- record and lock (also for original_synth)
+
+@contextlib.contextmanager
+def locked(path: pathlib.Path) -> Iterator[None]:
+    """Hold the inter-process lock file ``path``, saying so when another process holds it."""
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("waiting for another process writing beside %s (lock %s)", path.parent, path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def read_record(path: pathlib.Path) -> dict | None:
+    """The generation record at ``path``, None if there is none; an unreadable one is a DatasetError."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable record of generation parameters ({exc}); "
+                           "regenerate the data with --force") from None
+    if not isinstance(record, dict) or not isinstance(record.get("machines"), list):
+        raise DatasetError(f"{path}: not a record of generation parameters (a JSON object with a 'machines' "
+                           "list); regenerate the data with --force")
+    return record
+
+
+def differences(record: dict, params: dict) -> list[str]:
+    """``key: recorded X, requested Y`` for each of ``params`` the record holds otherwise (or not at all)."""
+    return [f"{key}: recorded {record.get(key)!r}, requested {value!r}"
+            for key, value in params.items() if record.get(key) != value]
+
+
+def reconcile_record(path: pathlib.Path, params: dict, machines: Collection[str], known: Sequence[str],
+                     generated: Callable[[Sequence[str]], list[pathlib.Path]], what: str, remedy: str,
+                     force: bool) -> list[str]:
+    """Check the record at ``path`` against ``params`` and add ``machines`` to it; call under the lock.
+
+    ``generated(machine_types)`` lists the files the generator writes for them, ``known`` are all
+    machine types in record order. A record with other parameters, or generated files but no record,
+    is a DatasetError ending in ``remedy``, unless ``force``: then the generated files of the recorded
+    machine types (all ``known`` ones without a readable record) are deleted. Return the recorded
+    machine types.
+    """
+    try:
+        record = read_record(path)
+    except DatasetError:
+        if not force:
+            raise
+        record = None
+    if force:
+        _remove(generated(record["machines"] if record else known), path.parent)
+        record = None
+    elif record is None:
+        if any(file.suffix != ".part" for file in generated(known)):  # temporaries alone are no data
+            raise DatasetError(f"{what} has generated files but no record {path} of their parameters (made by an "
+                               f"older version of asd-datasets, or not by it). {remedy}")
+    elif changed := differences(record, params):
+        raise DatasetError(f"{what} was generated with other parameters ({path}): {'; '.join(changed)}. {remedy}")
+    recorded = set(record["machines"]) if record else set()
+    updated = {**params, "machines": [m for m in known if m in recorded or m in machines]}
+    if updated != record:
+        _write_json(path, updated)
+    return updated["machines"]
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _remove(files: Iterable[pathlib.Path], top: pathlib.Path) -> None:
+    """Delete ``files``, then the folders below ``top`` that this leaves empty."""
+    folders = set()
+    for path in files:
+        path.unlink(missing_ok=True)
+        folders.update(itertools.takewhile(lambda folder: folder != top, path.parents))
+    for folder in sorted(folders, key=lambda folder: len(folder.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: holds files that are not ours
+            folder.rmdir()

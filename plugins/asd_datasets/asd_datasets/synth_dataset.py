@@ -1,6 +1,8 @@
 """``synth``: the synthetic machine sounds of :mod:`asd_datasets.synth`, generated on first use."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 
 import asdcore
@@ -13,7 +15,9 @@ from .layout import FormattedDataset
 class SynthDataset(FormattedDataset):
     """Synthetic DCASE-2023-style data: section 00, source/target domains, attributes, anomalies in test.
 
-    With ``generate: true`` (default) missing clips are generated into ``root`` before a run. Usage::
+    With ``generate: true`` (default) missing clips are generated into ``root`` before a run; a root
+    generated with other parameters is an error, which ``asdcore run --force`` resolves by
+    regenerating. Usage::
 
         dataset: {name: synth, root: data/synth, machines: all, n_train_source: 990, n_train_target: 10}
     """
@@ -50,9 +54,15 @@ class SynthDataset(FormattedDataset):
             n_test=p.n_test, clip_seconds=p.clip_seconds, sample_rate=self.sample_rate, seed=p.seed,
         )
 
-    def prepare(self, progress: bool = True) -> None:
+    def prepare(self, progress: bool = True, force: bool = False) -> None:
         if self.params.generate:
-            options = self.options()
-            if not synth.is_complete(self.root, options):
-                synth.generate(self.root, options, progress=progress)
-        super().prepare(progress)
+            synth.generate(self.root, self.options(), progress=progress, force=force)
+        super().prepare(progress, force)
+
+    def metadata_files(self, machine: str) -> list[Path]:
+        """With ``generate: false``, the record of the generation parameters (where there is one). With
+        ``generate: true`` the parameters are the dataset's params, which are part of every key, and
+        :meth:`prepare` guarantees that the files match them; the record, which also lists every
+        machine type generated so far, would make adding a machine type redo the others."""
+        record = self.root / synth.RECORD
+        return [record] if not self.params.generate and record.is_file() else []

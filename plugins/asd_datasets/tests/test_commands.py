@@ -29,7 +29,7 @@ def test_synth_writes_the_clips(asdcore_cli, tmp_path):
     result = run(asdcore_cli, "--root", str(tmp_path), "--machines", "fan", *SMALL)
     assert result.exit_code == 0, result.output
     assert f"18 clips of fan in {tmp_path}" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fan"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".synth.lock", "fan", "synth.json"]
     train = sorted((tmp_path / "fan" / "train").glob("*.wav"))
     test = sorted((tmp_path / "fan" / "test").glob("*.wav"))
     assert len(train) == 10 and len(test) == 8
@@ -64,3 +64,23 @@ def test_n_test_out_of_range_is_rejected(asdcore_cli, tmp_path):
     assert result.exit_code == 2
     assert "--n-test" in result.output
     assert not list(tmp_path.rglob("*.wav"))
+
+
+def _clips(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+@pytest.mark.parametrize("year", [[], ["--year", "2021", "--subset", "dev"]])
+def test_other_parameters_need_force(asdcore_cli, tmp_path, year):
+    args = [*year, "--machines", "fan", *SMALL]
+    assert run(asdcore_cli, "--root", str(tmp_path / "data"), *args).exit_code == 0
+    result = run(asdcore_cli, "--root", str(tmp_path / "data"), *args, "--seed", "5")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Error:" in result.output and "seed: recorded 0, requested 5" in result.output
+    assert "--force" in result.output
+
+    result = run(asdcore_cli, "--root", str(tmp_path / "data"), *args, "--seed", "5", "--force")
+    assert result.exit_code == 0, result.output
+    assert run(asdcore_cli, "--root", str(tmp_path / "fresh"), *args, "--seed", "5").exit_code == 0
+    regenerated, fresh = _clips(tmp_path / "data"), _clips(tmp_path / "fresh")
+    assert regenerated and regenerated == fresh

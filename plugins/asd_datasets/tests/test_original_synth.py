@@ -1,5 +1,6 @@
 import collections
 import csv
+import json
 import re
 
 import pytest
@@ -7,6 +8,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from asd_datasets import original_synth as osyn
+from asdcore.errors import DatasetError
 from asd_datasets.layout import parse_name
 from asd_datasets.years import YEARS
 
@@ -250,3 +252,58 @@ def test_command(tmp_path):
 
     result = runner.invoke(osyn.synth_year_command, ["--year", "2019", *args])
     assert result.exit_code != 0 and "2020" in result.output
+
+
+def _tree_files(tree):
+    """Every clip and ground-truth file (not the record and lock) by relative path."""
+    return {p.relative_to(tree): p.read_bytes() for p in sorted(tree.rglob("*"))
+            if p.is_file() and p.parent != tree}
+
+
+EVAL_2022 = dict(subsets=("eval",), **SIZES)
+
+
+def test_the_record_holds_the_tree_parameters(tmp_path):
+    tree = osyn.write_original(2022, tmp_path, machines=["valve", "fan"], seed=3, **EVAL_2022)
+    assert json.loads((tree / "synth.json").read_text()) == {
+        "format": 1, "year": 2022, "subsets": ["eval"], "n_train": N_TRAIN, "n_test": N_TEST,
+        "clip_seconds": SECONDS, "seed": 3, "machines": ["fan", "valve"]}
+
+
+def test_other_parameters_are_an_error_and_force_regenerates(tmp_path):
+    tree = osyn.write_original(2022, tmp_path / "a", machines=["fan"], **EVAL_2022)
+    before = _tree_files(tree)
+    with pytest.raises(DatasetError) as info:
+        osyn.write_original(2022, tmp_path / "a", machines=["fan"], seed=1, subsets=("dev", "eval"),
+                            n_train=N_TRAIN, n_test=N_TEST, clip_seconds=SECONDS)
+    message = str(info.value)
+    assert "seed: recorded 0, requested 1" in message
+    assert "subsets: recorded ['eval'], requested ['dev', 'eval']" in message
+    assert str(tree / "synth.json") in message and "asdcore data synth --year 2022 --force" in message
+    assert _tree_files(tree) == before
+
+    (tree / "notes.txt").write_text("mine")
+    osyn.write_original(2022, tmp_path / "a", machines=["valve"], seed=1, force=True, **EVAL_2022)
+    fresh = osyn.write_original(2022, tmp_path / "b", machines=["valve"], seed=1, **EVAL_2022)
+    assert _tree_files(tree) == _tree_files(fresh) and (tree / "notes.txt").read_text() == "mine"
+    assert not (tree / "eval_data" / "raw" / "fan").exists()
+
+
+def test_more_machine_types_extend_the_tree_and_its_ground_truth(tmp_path):
+    tree = osyn.write_original(2022, tmp_path / "a", machines=["valve"], **EVAL_2022)
+    osyn.write_original(2022, tmp_path / "a", machines=["fan"], **EVAL_2022)
+    both = osyn.write_original(2022, tmp_path / "b", machines=["fan", "valve"], **EVAL_2022)
+    assert _tree_files(tree) == _tree_files(both)
+    assert set(_eval_list(tree, 2022)) == {"fan", "valve"}
+    assert json.loads((tree / "synth.json").read_text())["machines"] == ["fan", "valve"]
+
+
+def test_a_tree_without_record_needs_force(tmp_path):
+    tree = osyn.write_original(2022, tmp_path / "a", machines=["fan"], **EVAL_2022)
+    (tree / "synth.json").unlink()
+    with pytest.raises(DatasetError, match="no record") as info:
+        osyn.write_original(2022, tmp_path / "a", machines=["fan"], **EVAL_2022)
+    assert "--force" in str(info.value)
+    osyn.write_original(2022, tmp_path / "a", machines=["fan"], seed=2, force=True, **EVAL_2022)
+    fresh = osyn.write_original(2022, tmp_path / "b", machines=["fan"], seed=2, **EVAL_2022)
+    assert _tree_files(tree) == _tree_files(fresh)

@@ -88,6 +88,17 @@ def test_label_csv(registry, mixed, header):
     assert (test["c.wav"].is_anomaly, test["c.wav"].domain) == (ANOMALY, TARGET)
 
 
+def test_metadata_files_are_the_label_csv(registry, mixed):
+    assert dataset(registry, mixed).metadata_files("pump") == []
+    (mixed / "pump" / "test_labels.csv").write_text("a.wav,normal\n")
+    assert dataset(registry, mixed).metadata_files("pump") == [mixed / "pump" / "test_labels.csv"]
+    explicit = dataset(registry, mixed, labels_csv="labels/{machine}.csv")
+    assert explicit.metadata_files("pump") == []
+    (mixed / "labels").mkdir()
+    (mixed / "labels" / "pump.csv").write_text("a.wav,normal\n")
+    assert explicit.metadata_files("pump") == [mixed / "labels" / "pump.csv"]
+
+
 def test_partial_labels_and_explicit_csv(registry, mixed):
     (mixed / "labels").mkdir()
     (mixed / "labels" / "pump.csv").write_text("a.wav,NORMAL\n\n")

@@ -18,7 +18,8 @@ SMALL = synth.SynthOptions(machines=("fan", "valve"), n_train_source=6, n_train_
 
 
 def _wavs(root):
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """Every file in the machine-type folders (the record and lock file lie in the root)."""
+    return sorted(p for p in root.glob("*/*/*") if p.is_file())
 
 
 def _bytes(paths, root):
