@@ -30,6 +30,7 @@ class Pipeline:
 
     def __init__(self, context: Context):
         self.context = context
+        self.outcomes: dict[str, Outcome] = {}  # of the last run: unit id -> what became of it
         remember(context)
 
     @classmethod
@@ -69,8 +70,8 @@ class Pipeline:
         plan = self.plan(verify_content)
         selected = [u for u in plan if u.stage in stages]
         self._require_upstream(plan, selected)
-        outcomes = (executor or LocalExecutor()).run(selected, job_for(force))
-        _log_totals(outcomes)
+        self.outcomes = (executor or LocalExecutor()).run(selected, job_for(force))
+        _log_totals(self.outcomes)
         return self.root
 
     @staticmethod

@@ -7,38 +7,7 @@ from asdcore.config import TrainingConfig
 from asdcore.errors import AsdcoreError
 from asdcore.interfaces import TrainData
 from asdcore.training import CHECKPOINT, ClipDataset, TorchFrontend, train
-
-
-class TinyNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(16, 4)
-
-    def forward(self, waves):
-        spectrum = torch.fft.rfft(waves).abs()[:, :256].reshape(len(waves), 16, -1).mean(-1)
-        return self.linear(torch.log1p(spectrum))
-
-
-class TinyFrontend(TorchFrontend):
-    embedding_dim = 4
-
-    def build_model(self):
-        return TinyNet()
-
-
-class SoftmaxLoss(asdcore.Loss, torch.nn.Module):
-    def __init__(self, params, *, embedding_dim, num_classes):
-        torch.nn.Module.__init__(self)
-        asdcore.Loss.__init__(self, params, embedding_dim=embedding_dim, num_classes=num_classes)
-        self.head = torch.nn.Linear(embedding_dim, num_classes)
-
-    def forward(self, embedding, target):
-        return -(target * torch.log_softmax(self.head(embedding), -1)).sum(-1).mean()
-
-
-class Gain(asdcore.Augmentation):
-    def __call__(self, waves, target):
-        return waves * (0.5 + torch.rand(len(waves), 1)), target
+from toy_plugin import Gain, SoftmaxLoss, TinyFrontend, TinyNet
 
 
 def make_data(tmp_path, toy_root, epochs=2, workdir="work", **training):
@@ -53,8 +22,8 @@ def make_data(tmp_path, toy_root, epochs=2, workdir="work", **training):
         clips=clips, load=dataset.load, clip_samples=dataset.clip_samples,
         labels=np.array([classes[c.path] for c in clips]), num_classes=n,
         training=TrainingConfig(epochs=epochs, batch_size=8, lr=0.05, num_workers=0, **training),
-        make_loss=lambda d, c: SoftmaxLoss(asdcore.Params(), embedding_dim=d, num_classes=c),
-        augmentations=[Gain(asdcore.Params())], device=torch.device("cpu"), seed=3, workdir=work,
+        make_loss=lambda d, c: SoftmaxLoss(SoftmaxLoss.Params(), embedding_dim=d, num_classes=c),
+        augmentations=[Gain(Gain.Params())], device=torch.device("cpu"), seed=3, workdir=work,
     )
 
 
@@ -136,7 +105,7 @@ def test_warmup_scales_the_learning_rate(registry, tmp_path, toy_root):
 
 def test_nan_loss_stops_training(registry, tmp_path, toy_root):
     data = make_data(tmp_path, toy_root, epochs=1)
-    data.make_loss = lambda d, c: NanLoss(asdcore.Params(), embedding_dim=d, num_classes=c)
+    data.make_loss = lambda d, c: NanLoss(SoftmaxLoss.Params(), embedding_dim=d, num_classes=c)
     with pytest.raises(AsdcoreError, match="training loss is nan at epoch 1"):
         train(fresh(), data)
 

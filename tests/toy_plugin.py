@@ -11,6 +11,8 @@ import torch
 
 import asdcore
 from asdcore.audio import fit_length
+from asdcore.scoring import HarmonicMeanScorer
+from asdcore.training import TorchFrontend
 
 SR = 8000
 SECONDS = 0.25
@@ -42,11 +44,19 @@ def make_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_
 
 
 class ToyDataset(asdcore.Dataset):
-    """Reads ``<root>/<machine>/{train,test}/<domain>_<label>_<i>.wav``; one section, all dev."""
+    """Reads ``<root>/<machine>/{train,test}/<domain>_<label>_<i>.wav``; one section, all dev.
+
+    ``truth: true`` takes test labels and domains from ``<root>/<machine>/truth.csv``
+    (``file,normal|anomaly,source|target``) instead of the names; ``gain`` scales the audio.
+    """
 
     scorer = "hmean"
     sample_rate = SR
     clip_seconds = SECONDS
+
+    class Params(asdcore.DatasetParams):
+        truth: bool = False
+        gain: float = 1.0
 
     @property
     def id(self) -> str:
@@ -56,12 +66,37 @@ class ToyDataset(asdcore.Dataset):
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
     def clips(self, machine, split):
+        truth = self._truth(machine) if split == "test" and self.params.truth else {}
         out = []
         for path in sorted((self.root / machine / split).glob("*.wav")):
             domain, label, _ = path.stem.split("_")
+            label, domain = truth.get(path.name, (label, domain))
             is_anomaly = {"normal": asdcore.NORMAL, "anomaly": asdcore.ANOMALY}.get(label, asdcore.UNKNOWN)
             out.append(asdcore.Clip(path, machine, split, 0, int(domain == "target"), is_anomaly))
         return out
+
+    def _truth(self, machine):
+        rows = (line.split(",") for line in (self.root / machine / "truth.csv").read_text().splitlines() if line)
+        return {name: (label, domain) for name, label, domain in rows}
+
+    def metadata_files(self, machine):
+        return [self.root / machine / "truth.csv"] if self.params.truth else []
+
+    def load(self, clip):
+        return super().load(clip) * np.float32(self.params.gain)
+
+
+def write_truth(root: Path, machine: str, flip: bool = False) -> Path:
+    """``truth.csv`` for the test clips of ``machine`` from their names (labels swapped with ``flip``)."""
+    rows = []
+    for path in sorted((root / machine / "test").glob("*.wav")):
+        domain, label, _ = path.stem.split("_")
+        if flip:
+            label = {"normal": "anomaly", "anomaly": "normal"}[label]
+        rows.append(f"{path.name},{label},{domain}\n")
+    target = root / machine / "truth.csv"
+    target.write_text("".join(rows))
+    return target
 
 
 class SpectrumFrontend(asdcore.Frontend):
@@ -102,11 +137,15 @@ class CentredFrontend(SpectrumFrontend):
 
     def fit(self, data):
         count("fit")
+        time.sleep(self.params.delay)
         waves = torch.stack([torch.from_numpy(fit_length(data.load(c), data.clip_samples)) for c in data.clips])
+        for augmentation in data.augmentations:
+            waves, _ = augmentation(waves, torch.zeros(len(waves), data.num_classes))
         feats = super().extract(waves).embedding
+        scale = data.make_loss(self.params.bins, data.num_classes).params.scale if data.make_loss else 1.0
         for epoch in range(data.training.epochs):
             self.centre = feats.mean(0)
-            self.weight = 1 + self.params.noise * torch.randn(self.params.bins)
+            self.weight = scale * (1 + self.params.noise * torch.randn(self.params.bins))
             data.log.append({"epoch": epoch, "loss": float(((feats - self.centre) ** 2).mean())})
 
     def extract(self, waves):
@@ -121,6 +160,62 @@ class CentredFrontend(SpectrumFrontend):
         self.centre, self.weight = state["centre"], state["weight"]
 
 
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 4)
+
+    def forward(self, waves):
+        spectrum = torch.fft.rfft(waves).abs()[:, :256].reshape(len(waves), 16, -1).mean(-1)
+        return self.linear(torch.log1p(spectrum))
+
+
+class TinyFrontend(TorchFrontend):
+    """A small network trained by the core's trainer (checkpoints, resume)."""
+
+    embedding_dim = 4
+
+    def build_model(self):
+        count("build")
+        return TinyNet()
+
+
+class SoftmaxLoss(asdcore.Loss, torch.nn.Module):
+    """Cross-entropy of a linear head; ``scale`` multiplies the logits."""
+
+    class Params(asdcore.Params):
+        scale: float = 1.0
+
+    def __init__(self, params, *, embedding_dim, num_classes):
+        torch.nn.Module.__init__(self)
+        asdcore.Loss.__init__(self, params, embedding_dim=embedding_dim, num_classes=num_classes)
+        self.head = torch.nn.Linear(embedding_dim, num_classes)
+
+    def forward(self, embedding, target):
+        return -(target * torch.log_softmax(self.params.scale * self.head(embedding), -1)).sum(-1).mean()
+
+
+class Gain(asdcore.Augmentation):
+    """Random gain in [low, low + 1)."""
+
+    class Params(asdcore.Params):
+        low: float = 0.5
+
+    def __call__(self, waves, target):
+        return waves * (self.params.low + torch.rand(len(waves), 1)), target
+
+
+class SlowScorer(HarmonicMeanScorer):
+    """``hmean`` that takes ``delay`` seconds per machine type (for kill tests)."""
+
+    class Params(asdcore.Params):
+        delay: float = 0.3
+
+    def evaluate(self, *args, **kwargs):
+        time.sleep(self.params.delay)
+        return super().evaluate(*args, **kwargs)
+
+
 class DistanceBackend(asdcore.Backend):
     """Euclidean distance to the nearest training embedding; ``fail_on`` raises for one machine."""
 
@@ -128,9 +223,11 @@ class DistanceBackend(asdcore.Backend):
         fail_on: str = ""
         scale: float = 1.0
         nan: bool = False
+        delay: float = 0.0
 
     def fit(self, train):
         count("fit_backend")
+        time.sleep(self.params.delay)
         self.refs = train.embedding.astype(np.float64)
 
     def score(self, test):
@@ -151,6 +248,22 @@ def register_datasets(register):
 def register_frontends(register):
     register("spectrum", SpectrumFrontend)
     register("centred", CentredFrontend)
+    register("tiny", TinyFrontend)
+
+
+@asdcore.hookimpl
+def register_losses(register):
+    register("softmax", SoftmaxLoss)
+
+
+@asdcore.hookimpl
+def register_augmentations(register):
+    register("gain", Gain)
+
+
+@asdcore.hookimpl
+def register_scorers(register):
+    register("slow_hmean", SlowScorer)
 
 
 @asdcore.hookimpl
