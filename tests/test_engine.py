@@ -158,33 +158,6 @@ def test_failure_midway_keeps_finished_work_and_rerun_matches(registry, toy_root
         assert read(root / name) == read(reference / name)
 
 
-def test_killed_run_resumes_to_identical_summary(registry, toy_root, tmp_path):
-    reference = run(registry, toy_plugin.pipeline(toy_root, tmp_path / "ref"))
-    config = toy_plugin.pipeline(toy_root, tmp_path / "run", frontend={"name": "spectrum", "params": {"delay": 0.3}},
-                                 extraction={"batch_size": 2})
-    script = (
-        "import sys, toy_plugin; from asdcore.registry import Registry; from asdcore.config import load_config;"
-        "from asdcore.engine import Pipeline; r = Registry(entry_points=False);"
-        "r.add_plugin(toy_plugin, name='toy_plugin', distribution='toy-dist', version='9.9');"
-        f"Pipeline.create(load_config({config!r}, registry=r), r, progress=False).run()"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    first = tmp_path / "run" / "toyrun" / "toy" / "shared" / "alpha" / "features.h5"
-    deadline = time.time() + 60
-    while not first.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    seed0 = first.parent.parent
-    assert first.exists() and not (seed0 / "beta" / "features.h5").exists()
-    root = run(registry, toy_plugin.pipeline(toy_root, tmp_path / "run", frontend={"name": "spectrum", "params": {"delay": 0.0}}))
-    assert not list(root.rglob(".tmp-*"))
-    for name in ("seed0/summary.csv", "seed1/summary.csv", "table.csv"):
-        assert read(root / name) == read(reference / name)
-
-
 def test_stage_verbs_need_upstream_artifacts(registry, toy_root, tmp_path):
     config = toy_plugin.pipeline(toy_root, tmp_path, seeds=[0])
     with pytest.raises(ArtifactError, match="extract stage's output is missing"):

@@ -209,7 +209,7 @@ class SlowScorer(HarmonicMeanScorer):
     """``hmean`` that takes ``delay`` seconds per machine type (for kill tests)."""
 
     class Params(asdcore.Params):
-        delay: float = 0.3
+        delay: float = 0.2
 
     def evaluate(self, *args, **kwargs):
         time.sleep(self.params.delay)
