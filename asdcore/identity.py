@@ -29,17 +29,19 @@ def key_of(inputs: Mapping[str, Any]) -> str:
 def listing_digest(clips: Sequence[Clip], root: Path, verify_content: bool = False) -> str:
     """Digest of a clip listing: every clip's path (relative to ``root``), size and modification time
     (with ``verify_content``: size and content hash instead of the time) and its metadata."""
-    h = hashlib.sha256()
+    prefix = os.fspath(root).rstrip(os.sep) + os.sep
+    lines = []
     for clip in clips:
-        path = Path(clip.path)
+        path = os.fspath(clip.path)
         try:
             stat = os.stat(path)
         except OSError as exc:
             raise AudioError(f"{path}: cannot read audio ({exc.strerror})") from None
-        stamp = file_hash(path) if verify_content else str(stat.st_mtime_ns)
-        h.update(f"{relative(path, root)}\0{stat.st_size}\0{stamp}\0{clip.section}\0{clip.domain}\0"
-                 f"{clip.is_anomaly}\0{clip.attribute}\0{clip.subset}\n".encode())
-    return h.hexdigest()[:16]
+        stamp = file_hash(path) if verify_content else stat.st_mtime_ns
+        name = path[len(prefix):] if path.startswith(prefix) else path
+        lines.append(f"{name}\0{stat.st_size}\0{stamp}\0{clip.section}\0{clip.domain}\0{clip.is_anomaly}\0"
+                     f"{clip.attribute}\0{clip.subset}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 def files_digest(paths: Iterable[Path], root: Path) -> str:

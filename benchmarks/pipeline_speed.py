@@ -28,6 +28,9 @@ def main() -> None:
         t = time.perf_counter()
         pipeline.dataset.prepare(progress=False)
         timings["prepare data"] = time.perf_counter() - t
+        t = time.perf_counter()
+        units = len(pipeline.plan())
+        timings["plan"] = time.perf_counter() - t  # listing and fingerprinting; each stage below plans again
         for stage in STAGES:
             t = time.perf_counter()
             pipeline.run([stage])
@@ -36,7 +39,7 @@ def main() -> None:
         n_clips = sum(len(pipeline.dataset.clips(m, s)) for m in pipeline.dataset.machines() for s in ("train", "test"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"pipeline: {args.pipeline}  clips: {n_clips}  seeds: {pipeline.resolved.config.seeds}")
+    print(f"pipeline: {args.pipeline}  clips: {n_clips}  seeds: {pipeline.resolved.config.seeds}  units: {units}")
     for name, seconds in timings.items():
         print(f"  {name:<13} {seconds:7.2f} s")
     print(f"  {'total':<13} {total:7.2f} s   peak RSS {peak:.0f} MiB (largest worker {workers:.0f} MiB)")
