@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -40,16 +41,24 @@ def _pipeline_command(stages: tuple[str, ...], help_text: str):
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                   help="Override a config value, e.g. --set dataset.root=data (repeatable).")
     @click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (overrides `seeds`).")
-    @click.option("--force", is_flag=True, help="Redo every unit even if its recorded config matches.")
+    @click.option("--force", is_flag=True, help="Redo every unit even if it is up to date (and regenerate synthetic data).")
+    @click.option("--dry-run", is_flag=True, help="Print the plan: each unit, whether it would run, and why; run nothing.")
+    @click.option("--verify-content", is_flag=True,
+                  help="Identify audio files by content hash instead of modification time (slower; for filesystems "
+                       "whose times cannot be trusted).")
     @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
     @_friendly
-    def command(pipeline: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, no_progress: bool) -> None:
+    def command(pipeline: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
+                verify_content: bool, no_progress: bool) -> None:
         from .config import load_config
         from .engine import Pipeline
 
         resolved = load_config(pipeline, list(overrides), seeds)
         runner = Pipeline.create(resolved, progress=not no_progress)
-        root = runner.run(stages, force=force)
+        if dry_run:
+            click.echo("\n".join(runner.explain(stages, force=force, verify_content=verify_content)))
+            return
+        root = runner.run(stages, force=force, verify_content=verify_content)
         if "evaluate" in stages:
             click.echo((root / "table.md").read_text())
         click.echo(f"results: {root}")
@@ -81,25 +90,28 @@ _evaluate_stage = _pipeline_command(("evaluate",), "")
               help="Official ground truth (ground_truth_data/, ground_truth_domain/, ...; 2020: eval_data_list.csv).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON to this file.")
+@click.option("--allow-partial", is_flag=True,
+              help="Score a submission that lacks machine types or sections of the ground truth (said in the report).")
 @click.pass_context
 @_friendly
 def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_name, scores, ground_truth,
-                     json_path) -> None:
+                     json_path, allow_partial) -> None:
     """Stage 4 of PIPELINE (official scores per run, table across seeds), or, with --scores,
     the official scores of any submission in the official DCASE formats."""
     if scores is None:
         if pipeline is None:
             raise click.UsageError("give a PIPELINE file, or --scores DIR with --year")
-        ctx.invoke(_evaluate_stage, pipeline=pipeline, overrides=overrides, seeds=seeds, force=False,
-                   no_progress=no_progress)
+        ctx.invoke(_evaluate_stage, pipeline=pipeline, overrides=overrides, seeds=seeds, force=False, dry_run=False,
+                   verify_content=False, no_progress=no_progress)
         return
     from .evaluation import evaluate_submission
 
     name = scorer_name or (f"dcase{year}" if year else None)
     if name is None:
         raise click.UsageError("--scores needs --year (or --scorer)")
-    result = evaluate_submission(get_registry().create("scorers", name, path="--year"), scores, ground_truth)
-    text = json.dumps(result, indent=2)
+    scorer = get_registry().create("scorers", name, path="--year")
+    result = evaluate_submission(scorer, scores, ground_truth, allow_partial=allow_partial)
+    text = json.dumps(_finite_or_none(result), indent=2, allow_nan=False)
     if json_path is not None:
         from .store import write_text
 
@@ -107,8 +119,18 @@ def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_
     click.echo(_submission_report(result))
 
 
+def _finite_or_none(value):
+    """``value`` with NaN (metrics undefined for single-class clips) as None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _submission_report(result: dict) -> str:
-    lines = [f"official score: {100 * result['official_score']:.2f}%"
+    lines = [f"INCOMPLETE, scored without: {'; '.join(result['missing'])}"] if not result["complete"] else []
+    lines += [f"official score: {100 * result['official_score']:.2f}%"
              + (f" (ci95 ± {100 * result['ci95']:.2f})" if "ci95" in result else "")]
     lines += [f"  {subset}: {100 * value:.2f}%" for subset, value in result["subsets"].items()]
     for machine, data in result["machines"].items():

@@ -45,7 +45,6 @@ Job = Callable[[Unit], Outcome]
 class Executor:
     """Runs units in dependency order. Subclasses implement :meth:`run`."""
 
-    name = "executor"
 
     def run(self, units: Sequence[Unit], job: Job) -> dict[str, Outcome]:
         raise NotImplementedError
@@ -54,7 +53,6 @@ class Executor:
 class LocalExecutor(Executor):
     """Runs the units one after another in this process; the first failure stops the run and is raised."""
 
-    name = "local"
 
     def run(self, units: Sequence[Unit], job: Job) -> dict[str, Outcome]:
         return {unit.id: job(unit) for unit in units}

@@ -324,6 +324,11 @@ class Scorer:
         """Subset -> {"official": ..., and any other pooled statistic} over machine types."""
         raise NotImplementedError
 
+    def missing_groups(self, scores_dir: Path, ground_truth_dir: Path | None) -> list[str]:
+        """What the ground truth has and the submission in ``scores_dir`` lacks (e.g. ``fan section 00``);
+        by default nothing is known to be missing."""
+        return []
+
     def read_submission(self, scores_dir: Path, ground_truth_dir: Path | None) -> list["Submission"]:
         """Read a submission in this scorer's official file formats, joined with its ground truth."""
         raise NotImplementedError(f"{type(self).__name__} cannot read submissions in an official format")

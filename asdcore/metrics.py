@@ -5,6 +5,8 @@ as the official DCASE evaluators compute them.
 """
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -12,6 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from .errors import AsdcoreError
 from .interfaces import ANOMALY, NORMAL, SOURCE, TARGET
+
+log = logging.getLogger("asdcore")
 
 MAX_FPR = 0.1
 EPS = np.finfo(np.float64).eps
@@ -72,7 +76,8 @@ def section_metrics(domain: np.ndarray, is_anomaly: np.ndarray, score: np.ndarra
     """Every AUC type of one section whose domains are present (see METRICS for the names).
 
     s_/t_: one domain's normals and anomalies; smix_/tmix_: one domain's normals plus every
-    anomaly of the section; mix_: the whole section.
+    anomaly of the section; mix_: the whole section. A type whose clips hold a single class is NaN
+    (logged as a warning).
     """
     domain, is_anomaly, score = np.asarray(domain), np.asarray(is_anomaly), np.asarray(score, dtype=np.float64)
     if np.any((is_anomaly != NORMAL) & (is_anomaly != ANOMALY)):
@@ -85,21 +90,38 @@ def section_metrics(domain: np.ndarray, is_anomaly: np.ndarray, score: np.ndarra
     for d, prefix in ((SOURCE, "s"), (TARGET, "t")):
         if d in present:
             mask = domain == d
-            out[f"{prefix}_auc"] = _checked(auc, is_anomaly[mask], score[mask], f"{where} {prefix}_auc")
-            out[f"{prefix}_pauc"] = _checked(pauc, is_anomaly[mask], score[mask], f"{where} {prefix}_pauc")
+            out[f"{prefix}_auc"] = _checked(auc, is_anomaly[mask], score[mask])
+            out[f"{prefix}_pauc"] = _checked(pauc, is_anomaly[mask], score[mask])
     if present == {SOURCE, TARGET}:
         for d, prefix in ((SOURCE, "smix"), (TARGET, "tmix")):
             mask = (domain == d) | anomalies
-            out[f"{prefix}_auc"] = _checked(auc, is_anomaly[mask], score[mask], f"{where} {prefix}_auc")
-        out["mix_auc"] = _checked(auc, is_anomaly, score, f"{where} mix_auc")
-        out["mix_pauc"] = _checked(pauc, is_anomaly, score, f"{where} mix_pauc")
-    return {name: out[name] for name in METRICS if name in out}
+            out[f"{prefix}_auc"] = _checked(auc, is_anomaly[mask], score[mask])
+        out["mix_auc"] = _checked(auc, is_anomaly, score)
+        out["mix_pauc"] = _checked(pauc, is_anomaly, score)
+    out = {name: out[name] for name in METRICS if name in out}
+    undefined = [name for name, value in out.items() if math.isnan(value)]
+    if undefined:
+        log.warning("%s: %s, so %s (which need both normal and anomalous clips) are NaN",
+                    where or "section", lacking(domain, is_anomaly), ", ".join(undefined))
+    return out
 
 
-def _checked(metric, is_anomaly: np.ndarray, score: np.ndarray, where: str) -> float:
-    if len(np.unique(is_anomaly)) < 2:
-        raise AsdcoreError(f"{where.strip()}: needs both normal and anomalous clips")
-    return metric(is_anomaly, score)
+def _checked(metric, is_anomaly: np.ndarray, score: np.ndarray) -> float:
+    """``metric``, or NaN where the clips hold a single class (their ROC is undefined)."""
+    return math.nan if len(np.unique(is_anomaly)) < 2 else metric(is_anomaly, score)
+
+
+def lacking(domain: np.ndarray, is_anomaly: np.ndarray) -> str:
+    """What a section's clips lack for the AUC types, e.g. 'no anomalous clips' or
+    'no normal target clips'; '' when nothing."""
+    domain, is_anomaly = np.asarray(domain), np.asarray(is_anomaly)
+    classes = ((NORMAL, "normal"), (ANOMALY, "anomalous"))
+    for label, name in classes:
+        if not np.any(is_anomaly == label):
+            return f"no {name} clips"
+    domains = [(d, name) for d, name in ((SOURCE, "source"), (TARGET, "target")) if np.any(domain == d)]
+    return ", ".join(f"no {name} {domain_name} clips" for d, domain_name in domains for label, name in classes
+                     if not np.any((domain == d) & (is_anomaly == label)))
 
 
 def decision_metrics(is_anomaly: np.ndarray, decision: np.ndarray) -> dict[str, float]:

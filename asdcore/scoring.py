@@ -1,6 +1,7 @@
 """Scorers built on the shared metric code: per-section AUC types, decisions, official means."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import ClassVar
@@ -57,18 +58,40 @@ class SectionScorer(Scorer):
         return self.mean(values)
 
     def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, dict[str, float]]:
-        pooled: dict[str, list[float]] = {}
-        for evaluation in evaluations:
-            for subset, values in evaluation.pooled.items():
-                pooled.setdefault(subset, []).extend(values)
-        result = {subset: {"official": self.mean(values)} for subset, values in sorted(pooled.items())}
-        if self.with_ci95:
-            for subset, stats in result.items():
-                y = np.concatenate([e.clips[subset][0] for e in evaluations if subset in e.clips])
-                s = np.concatenate([e.clips[subset][1] for e in evaluations if subset in e.clips])
-                half_widths = [jackknife_ci95(partial(roc_auc_unchecked, max_fpr=m), y, s) for m in (None, MAX_FPR)]
-                stats["ci95"] = float(np.mean(half_widths))
+        """Per subset: the official score pooled over the machine types whose official values are all
+        finite (ci95 likewise), and ``complete`` (0.0 when a machine type was left out)."""
+        result = {}
+        for subset in subsets_of(evaluations):
+            kept, complete = scored(evaluations, subset)
+            values = [value for evaluation in kept for value in evaluation.pooled[subset]]
+            stats = {"official": self.mean(values) if values else math.nan}
+            if self.with_ci95:
+                stats["ci95"] = _ci95(kept, subset)
+            stats["complete"] = float(complete)
+            result[subset] = stats
         return result
+
+
+def subsets_of(evaluations: Sequence[Evaluation]) -> list[str]:
+    return sorted({subset for evaluation in evaluations for subset in evaluation.pooled})
+
+
+def scored(evaluations: Sequence[Evaluation], subset: str) -> tuple[list[Evaluation], bool]:
+    """The evaluations that enter ``subset``'s official score (official values all finite), and
+    whether that is every evaluation of the subset."""
+    having = [evaluation for evaluation in evaluations if subset in evaluation.pooled]
+    kept = [evaluation for evaluation in having if np.all(np.isfinite(evaluation.pooled[subset]))]
+    return kept, len(kept) == len(having)
+
+
+def _ci95(evaluations: Sequence[Evaluation], subset: str) -> float:
+    """Mean jackknife half-width of AUC and pAUC over the subset's clips, pooled."""
+    if not evaluations:
+        return math.nan
+    y = np.concatenate([evaluation.clips[subset][0] for evaluation in evaluations])
+    s = np.concatenate([evaluation.clips[subset][1] for evaluation in evaluations])
+    half_widths = [jackknife_ci95(partial(roc_auc_unchecked, max_fpr=m), y, s) for m in (None, MAX_FPR)]
+    return float(np.mean(half_widths))
 
 
 class HarmonicMeanScorer(SectionScorer):

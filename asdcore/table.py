@@ -72,9 +72,15 @@ def _markdown(stats: dict[tuple[str, str, str, str], tuple[float, float]], n_run
         out.append(f"Official score ({subset}), % — mean ± std over {n_runs} run(s)\n")
         out.append("| backend | " + " | ".join([ALL, *machines]) + " |")
         out.append("|---" * (len(machines) + 2) + "|")
+        incomplete = False
         for backend in backends:
             cells = [_cell(official.get((backend, m, subset, "official"))) for m in [ALL, *machines]]
+            if stats.get((backend, ALL, subset, "complete"), (1.0, 0.0))[0] < 1.0:
+                cells[0] += " *"
+                incomplete = True
             out.append(f"| {backend} | " + " | ".join(cells) + " |")
+        if incomplete:
+            out.append("\n\\* incomplete: some machine types could not be evaluated in some run (their metrics are NaN)")
         out.append("")
     return "\n".join(out)
 

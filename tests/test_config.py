@@ -13,11 +13,11 @@ def config(**changes):
 def test_valid_config_resolves_defaults(registry):
     resolved = load_config(config(), registry=registry)
     data = resolved.as_dict()
-    assert data["backends"] == [{"id": "distance", "name": "distance", "params": {"fail_on": "", "scale": 1.0, "nan": False}}]
+    assert data["backends"] == [{"id": "distance", "name": "distance", "params": {"fail_on": "", "scale": 1.0, "nan": False, "delay": 0.0}}]
     assert data["frontend"]["params"] == {"bins": 16, "delay": 0.0, "nan": False}
     assert data["frontend"]["training"]["epochs"] == 16
     assert data["scorer"] == "hmean"
-    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all"}
+    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all", "truth": False, "gain": 1.0}
 
 
 def test_unknown_top_level_key(registry):
@@ -38,7 +38,7 @@ def test_unknown_component_param(registry):
 
 
 def test_unknown_dataset_param(registry):
-    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines\. Did you mean 'root'\?"):
+    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines, truth, gain\. Did you mean 'root'\?"):
         load_config(config(dataset={"name": "toy", "root": "x", "rot": 1}), registry=registry)
 
 
@@ -58,7 +58,7 @@ def test_wrong_types(registry):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"frontend": {"name": "spectrun"}}, r"frontend.name: unknown frontend 'spectrun'; registered frontends: centred, spectrum\. Did you mean 'spectrum'\?"),
+        ({"frontend": {"name": "spectrun"}}, r"frontend.name: unknown frontend 'spectrun'; registered frontends: centred, spectrum, tiny\. Did you mean 'spectrum'\?"),
         ({"backends": [{"name": "knn"}]}, r"backends.0.name: unknown backend 'knn'; registered backends: distance"),
         ({"dataset": {"name": "dcase"}}, r"dataset.name: unknown dataset 'dcase'; registered datasets: toy"),
         ({"scorer": "dcase2099"}, r"scorer: unknown scorer 'dcase2099'; registered scorers: hmean"),

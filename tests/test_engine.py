@@ -275,3 +275,24 @@ def test_fingerprints_count_environment_variables_by_value(monkeypatch):
     assert first == fingerprint({"checkpoint": "/models/a.pt", "layers": ["/models/a.pt"]})
     monkeypatch.setenv("ASDCORE_TEST_CHECKPOINT", "/models/b.pt")
     assert fingerprint({"checkpoint": "$ASDCORE_TEST_CHECKPOINT", "layers": ["${ASDCORE_TEST_CHECKPOINT}"]}) != first
+
+
+def test_a_machine_type_with_only_normal_test_clips(registry, tmp_path, caplog):
+    root = toy_plugin.make_data(tmp_path / "data")
+    for path in (root / "beta" / "test").glob("*_anomaly_*.wav"):
+        path.unlink()
+    caplog.set_level("WARNING", logger="asdcore")
+    out = run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
+    alone = run(registry, toy_plugin.pipeline(root, tmp_path / "alone", seeds=[0],
+                                              dataset={"name": "toy", "root": str(root), "machines": ["alpha"]}))
+    assert "beta" in caplog.text and "incomplete" in caplog.text
+    rows = list(csv.DictReader((out / "seed0" / "summary.csv").open()))
+    values = {(r["machine"], r["metric"]): float(r["value"]) for r in rows}
+    assert np.isnan(values["beta", "official"]) and np.isnan(values["beta", "s_auc"])
+    assert values["all", "complete"] == 0.0
+    alone_rows = {(r["machine"], r["metric"]): float(r["value"])
+                  for r in csv.DictReader((alone / "seed0" / "summary.csv").open())}
+    assert values["all", "official"] == alone_rows["all", "official"] == values["alpha", "official"]
+    assert (out / "seed0" / "beta" / "distance" / "evaluation.csv").exists()
+    assert "| distance | " in read(out / "table.md") and " *" in read(out / "table.md")
+    assert "incomplete" in read(out / "table.md") and "incomplete" not in read(alone / "table.md")

@@ -43,9 +43,39 @@ def test_section_metrics_selects_domains():
     assert list(only_source) == ["s_auc", "s_pauc"]
 
 
+@pytest.mark.parametrize(("keep", "undefined", "reason"), [
+    (lambda domain, label: label == 0, list(metrics.METRICS), "no anomalous clips"),
+    (lambda domain, label: label == 1, list(metrics.METRICS), "no normal clips"),
+    (lambda domain, label: (domain == 1) | (label == 0), ["s_auc", "s_pauc"], "no anomalous source clips"),
+    (lambda domain, label: (domain == 0) | (label == 1), ["t_auc", "t_pauc", "tmix_auc"], "no normal target clips"),
+])
+def test_single_class_metrics_are_nan_and_warned(caplog, keep, undefined, reason):
+    domain = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    label = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    score = np.array([0.1, 0.2, 0.9, 0.3, 0.5, 0.6, 0.4, 0.95])
+    mask = keep(domain, label)
+    with caplog.at_level("WARNING", logger="asdcore"):
+        values = metrics.section_metrics(domain[mask], label[mask], score[mask], where="fan section 00")
+    assert [name for name, value in values.items() if np.isnan(value)] == undefined
+    d, y, s = domain[mask], label[mask], score[mask]
+    clips = {"s": d == 0, "t": d == 1, "smix": (d == 0) | (y == 1), "tmix": (d == 1) | (y == 1), "mix": d >= 0}
+    for name in set(values) - set(undefined):
+        roc = clips[name.rsplit("_", 1)[0]]
+        assert values[name] == (metrics.pauc if name.endswith("pauc") else metrics.auc)(y[roc], s[roc]), name
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.name == "asdcore"
+    assert record.getMessage() == f"fan section 00: {reason}, so {', '.join(undefined)} (which need both normal " \
+                                  "and anomalous clips) are NaN"
+
+
+def test_complete_sections_log_nothing(caplog):
+    with caplog.at_level("WARNING", logger="asdcore"):
+        metrics.section_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4]))
+    assert caplog.records == []
+    assert metrics.lacking(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])) == ""
+
+
 def test_section_metrics_rejects_unusable_input():
-    with pytest.raises(AsdcoreError, match="fan s_auc: needs both normal and anomalous clips"):
-        metrics.section_metrics(np.array([0, 0]), np.array([0, 0]), np.array([0.1, 0.2]), where="fan")
     with pytest.raises(AsdcoreError, match="no normal/anomaly label"):
         metrics.section_metrics(np.array([0, 0]), np.array([0, -1]), np.array([0.1, 0.2]))
     with pytest.raises(AsdcoreError, match="NaN"):

@@ -14,7 +14,7 @@ from asdcore.config import load_config
 from asdcore.engine import Pipeline
 from asdcore.errors import ArtifactError
 from asdcore.features import load_features, save_features
-from asdcore.plots import histogram_figure, plot_command, plot_run, read_backend_scores, read_threshold, roc_figure
+from asdcore.plots import features_files, histogram_figure, plot_command, plot_run, read_backend_scores, read_threshold, roc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -60,7 +60,7 @@ def test_plot_run_writes_one_png_per_machine_and_backend(seed_dir):
 
 
 def test_curves_threshold_line_and_skipped_subsets(seed_dir):
-    test = load_features(seed_dir / "alpha" / "features.h5", "test")
+    test = load_features(features_files(seed_dir)["alpha"], "test")
     scores = read_backend_scores(seed_dir / "alpha" / "distance", test)
     assert np.isfinite(scores).all()
     assert [label.split(":")[0] for label in labels(roc_figure(test, scores, "t")) if "AUC" in label] == \
@@ -85,9 +85,10 @@ def test_other_score_layouts_without_threshold_or_anomalies(seed_dir, tmp_path):
     for domain in ("source", "target"):
         lines = [r for r in rows if r.startswith(domain)]
         (alpha / "other" / f"anomaly_score_alpha_section_00_{domain}_test.csv").write_text("\n".join(lines) + "\n")
-    train, test = (load_features(alpha / "features.h5", split) for split in ("train", "test"))
+    features = features_files(seed_dir)["alpha"]
+    train, test = (load_features(features, split) for split in ("train", "test"))
     test.is_anomaly = np.where(test.is_anomaly == 1, -1, test.is_anomaly)
-    save_features(alpha / "features.h5", {"train": train, "test": test})
+    save_features(features, {"train": train, "test": test})
 
     paths = plot_run(seed_dir, tmp_path / "elsewhere")
     assert paths == expected(tmp_path / "elsewhere", ("alpha",), ("distance", "other"))

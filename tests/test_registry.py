@@ -28,7 +28,7 @@ def test_in_test_plugin_components_are_listed_with_distribution(registry):
     assert "hmean" in registry.names("scorers")
     entry = registry.get("datasets", "toy")
     assert (entry.distribution, entry.version) == ("toy-dist", "9.9")
-    assert asdcore.registered("frontends") == ["centred", "spectrum"]
+    assert asdcore.registered("frontends") == ["centred", "spectrum", "tiny"]
 
 
 def test_create_validates_params(registry):
@@ -76,7 +76,7 @@ def test_failing_registration_is_recorded_and_others_still_work(registry):
     registry.add_plugin(Broken, name="broken", distribution="broken-dist")
     registry.add_plugin(Raising, name="raising", distribution="raising-dist")
     assert registry.names("backends") == ["distance"]
-    assert registry.names("frontends") == ["centred", "spectrum"]
+    assert registry.names("frontends") == ["centred", "spectrum", "tiny"]
     errors = {e["distribution"]: e for e in registry.report()["errors"]}
     assert "must be a subclass of asdcore.Backend" in errors["broken-dist"]["error"]
     assert errors["raising-dist"]["error"] == "ImportError: missing dependency foo"
@@ -102,8 +102,11 @@ def test_misspelt_hook_is_rejected(registry):
 def test_report_lists_plugins_hooks_and_components(registry):
     report = registry.report()
     toy = next(p for p in report["plugins"] if p["distribution"] == "toy-dist")
-    assert toy["hooks"] == ["register_backends", "register_datasets", "register_frontends"]
-    assert toy["components"] == {"frontends": ["centred", "spectrum"], "backends": ["distance"], "datasets": ["toy"]}
+    assert toy["hooks"] == ["register_augmentations", "register_backends", "register_datasets", "register_frontends",
+                            "register_losses", "register_scorers"]
+    assert toy["components"] == {"frontends": ["centred", "spectrum", "tiny"], "losses": ["softmax"],
+                                 "backends": ["distance"], "datasets": ["toy"], "augmentations": ["toy_gain"],
+                                 "scorers": ["slow_hmean"]}
     core = next(p for p in report["plugins"] if p["distribution"] == "asdcore")
     assert core["components"] == {"scorers": ["hmean"]}
 
@@ -218,9 +221,9 @@ def test_losses_augmentations_scorers_and_commands_register(registry):
             cli.add_command(hello)
 
     registry.add_plugin(Everything, name="everything", distribution="every-dist")
-    assert registry.names("losses") == ["toy_loss"]
+    assert registry.names("losses") == ["softmax", "toy_loss"]
     assert registry.create("augmentations", "gain", params={"db": 3}).params.db == 3.0
-    assert registry.names("scorers") == ["hmean", "strict_hmean"]
+    assert registry.names("scorers") == ["hmean", "slow_hmean", "strict_hmean"]
     group = click.Group("root")
     registry.add_commands(group)
     assert "hello" in group.commands

@@ -196,7 +196,7 @@ def trained_units(seeds=SEEDS, machines=("alpha", "beta")) -> set[str]:
 @pytest.mark.parametrize("change", ["loss", "augmentations", "training"])
 def test_loss_augmentation_and_training_params(registry, data, tmp_path, change):
     frontend = {"name": "centred", "params": {"noise": 0.2}, "loss": {"name": "softmax", "params": {"scale": 1.0}},
-                "augmentations": [{"name": "gain", "params": {"low": 0.5}}], "training": {"epochs": 2}}
+                "augmentations": [{"name": "toy_gain", "params": {"low": 0.5}}], "training": {"epochs": 2}}
     config = toy_plugin.pipeline(data, tmp_path / "out", frontend=frontend)
     rerun(registry, config)
     if change == "loss":

@@ -258,7 +258,7 @@ def register_losses(register):
 
 @asdcore.hookimpl
 def register_augmentations(register):
-    register("gain", Gain)
+    register("toy_gain", Gain)
 
 
 @asdcore.hookimpl

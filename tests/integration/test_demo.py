@@ -100,7 +100,8 @@ def test_evaluate_stage_equals_submission_evaluation(tmp_path):
     for machine in ("fan", "gearbox", "valve"):
         for path in (seed0 / machine / "knn").glob("*_section_00_test.csv"):
             shutil.copy(path, submission / path.name)
-    result = asdcore("evaluate", "--year", "2023", "--scores", str(submission), "--json", str(tmp_path / "r.json"))
+    result = asdcore("evaluate", "--year", "2023", "--scores", str(submission), "--json", str(tmp_path / "r.json"),
+                     "--allow-partial")  # the synthetic demo has 3 of the 7 DCASE 2023 dev machine types
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     summary = {(r["machine"], r["section"], r["metric"]): float(r["value"])

@@ -22,7 +22,10 @@ from asdcore.submission import DECISIONS, SCORES, read_table
 from .layout import DOMAINS, LABELS, parse_name
 from .years import YearSpec
 
-_SECTION = re.compile(r"^anomaly_score_(?P<machine>.+?)_section_(?P<section>\d\d)(?:_(?P<domain>source|target))?_test\.csv$")
+_KEY = r"(?P<machine>.+?)_section_(?P<section>\d\d)(?:_(?P<domain>source|target))?_test"
+_SECTION = re.compile(rf"^anomaly_score_{_KEY}\.csv$")
+_TRUTH = re.compile(rf"^ground_truth_{_KEY}\.csv$")
+_EVAL_2020 = re.compile(r"^id_(?P<id>\d\d)_")
 _ID = re.compile(r"^anomaly_score_(?P<machine>.+?)_id_(?P<section>\d\d)\.csv$")
 _DEV_2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<id>\d\d)_\d+\.wav$")
 
@@ -79,15 +82,39 @@ def read_submission(spec: YearSpec, scores_dir: Path, ground_truth_dir: Path | N
     return out
 
 
+def missing_groups(spec: YearSpec, scores_dir: Path, ground_truth_dir: Path | None) -> list[str]:
+    """The groups the ground truth has that have no score file, e.g. 'fan section 00' ('fan ID 01'
+    in 2020, 'fan section 00 source' in 2021). With ``ground_truth_dir`` the ground truth has the
+    groups it lists; without, every group of the year's spec in the subsets the submission touches."""
+    submitted = {(g.machine, g.section, g.domain) for g in _groups(spec, Path(scores_dir))}
+    if ground_truth_dir is not None:
+        expected = _GroundTruth(spec, Path(ground_truth_dir)).groups()
+    else:
+        expected = _spec_groups(spec, {spec.subsets(m).get(s) for m, s, _ in submitted} - {None})
+    word = "ID" if spec.id_names else "section"
+    names = {domain: f" {name}" for name, domain in DOMAINS.items()} | {None: ""}
+    return [f"{machine} {word} {section:02d}{names[domain]}"
+            for machine, section, domain in sorted(expected - submitted, key=lambda g: (g[0].lower(), *g[1:]))]
+
+
+def _spec_groups(spec: YearSpec, subsets: set[str]) -> set[tuple[str, int, int | None]]:
+    domains = tuple(DOMAINS.values()) if spec.per_domain_files else (None,)
+    return {(machine, section, domain) for subset in subsets for machine, sections in spec.sections[subset].items()
+            for section in sections for domain in domains}
+
+
 def _groups(spec: YearSpec, scores_dir: Path) -> list[_Group]:
     groups = []
     for path in sorted(scores_dir.glob(f"{SCORES}_*.csv")):
         match = (_ID if spec.id_names else _SECTION).match(path.name)
         if match is None or (spec.per_domain_files != bool(match.groupdict().get("domain"))):
             continue
-        domain = DOMAINS[match["domain"]] if match.groupdict().get("domain") else None
-        groups.append(_Group(match["machine"], int(match["section"]), domain, path.name[len(SCORES) + 1 : -4]))
+        groups.append(_Group(match["machine"], int(match["section"]), _domain(match), path.name[len(SCORES) + 1 : -4]))
     return groups
+
+
+def _domain(match: re.Match) -> int | None:
+    return DOMAINS[match["domain"]] if match.groupdict().get("domain") else None
 
 
 def _check_names(path: Path, got: set[str], expected: set[str]) -> None:
@@ -109,6 +136,15 @@ class _GroundTruth:
         if root is not None and not root.is_dir():
             raise DatasetError(f"ground-truth folder {str(root)!r} does not exist")
         self._list_2020 = self._read_list_2020() if spec.id_names and root is not None else {}
+
+    def groups(self) -> set[tuple[str, int, int | None]]:
+        """(machine, section, domain) of every group this ground truth lists."""
+        if self.spec.id_names:
+            return {(machine, int(match["id"]), None) for machine, table in self._list_2020.items()
+                    for match in map(_EVAL_2020.match, table) if match}
+        matches = (_TRUTH.match(path.name) for path in (self.root / "ground_truth_data").glob("ground_truth_*.csv"))
+        return {(m["machine"], int(m["section"]), _domain(m)) for m in matches
+                if m and self.spec.per_domain_files == bool(m["domain"])}
 
     def _file(self, folder: str, group: _Group) -> Path | None:
         if self.root is None:

@@ -1,15 +1,16 @@
 """Official DCASE Task 2 scorers, 2020–2025 (metric code shared in :mod:`asdcore.scoring`)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from asdcore.interfaces import Evaluation
 from asdcore.metrics import amean
-from asdcore.scoring import HarmonicMeanScorer, SectionScorer
+from asdcore.scoring import HarmonicMeanScorer, SectionScorer, scored, subsets_of
 
-from .official import read_submission
+from .official import missing_groups, read_submission
 from .years import YEARS
 
 
@@ -20,6 +21,9 @@ class OfficialFormat:
 
     def read_submission(self, scores_dir, ground_truth_dir):
         return read_submission(YEARS[self.year], scores_dir, ground_truth_dir)
+
+    def missing_groups(self, scores_dir, ground_truth_dir) -> list[str]:
+        return missing_groups(YEARS[self.year], scores_dir, ground_truth_dir)
 
 
 class Dcase2020Scorer(OfficialFormat, SectionScorer):
@@ -37,11 +41,12 @@ class Dcase2020Scorer(OfficialFormat, SectionScorer):
         return [values["s_auc"], values["s_pauc"]]
 
     def aggregate(self, evaluations: Sequence[Evaluation]) -> dict[str, dict[str, float]]:
-        per_subset: dict[str, list[float]] = {}
-        for evaluation in evaluations:
-            for subset, value in evaluation.official.items():
-                per_subset.setdefault(subset, []).append(value)
-        return {subset: {"official": amean(values)} for subset, values in sorted(per_subset.items())}
+        result = {}
+        for subset in subsets_of(evaluations):
+            kept, complete = scored(evaluations, subset)
+            official = amean([evaluation.official[subset] for evaluation in kept]) if kept else math.nan
+            result[subset] = {"official": official, "complete": float(complete)}
+        return result
 
 
 class Dcase2021Scorer(OfficialFormat, SectionScorer):

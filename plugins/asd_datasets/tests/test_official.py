@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from asd_datasets.years import YEARS
 from asdcore.cli import cli
 from asdcore.errors import ArtifactError, DatasetError
 from asdcore.evaluation import evaluate_submission
@@ -122,8 +123,9 @@ def write_tree(year, clips, root, full=False, decisions=None):
     return scores, gt
 
 
-def evaluate(year, scores, gt):
-    return evaluate_submission(get_registry().create("scorers", f"dcase{year}"), scores, gt)
+def evaluate(year, scores, gt, allow_partial=False):
+    scorer = get_registry().create("scorers", f"dcase{year}")
+    return evaluate_submission(scorer, scores, gt, allow_partial=allow_partial)
 
 
 # ---------------------------------------------------------------- independent computation
@@ -171,7 +173,7 @@ def official_values(year, m):
     if year == 2020:
         return [m["s_auc"], m["s_pauc"]]
     if year == 2021:
-        return [m["s_auc"], m["s_pauc"], m["t_auc"], m["t_pauc"]]
+        return [m[k] for k in ("s_auc", "s_pauc", "t_auc", "t_pauc") if k in m]  # a file may hold one domain
     return [m["smix_auc"], m["tmix_auc"], m["mix_pauc"]]
 
 
@@ -260,6 +262,14 @@ PLANS = {
 }
 
 
+def spec_clips(year, subset):
+    """Clips of every machine type and section (2020: ID) of ``year``'s ``subset``: a complete submission."""
+    counts = SOURCE_ONLY if year == 2020 else BOTH
+    groups = [(m, s) for m, sections in sorted(YEARS[year].sections[subset].items()) for s in sections]
+    return [c for i, (machine, section) in enumerate(groups)
+            for c in make_clips(year * 100 + i, machine, section, subset, counts)]
+
+
 def year_clips(year):
     counts = SOURCE_ONLY if year == 2020 else BOTH
     return [c for i, (machine, section, subset) in enumerate(PLANS[year])
@@ -289,20 +299,22 @@ def test_official_round_trip(registry, tmp_path, year):
     got = evaluate(year, scores, gt)
     expected = expected_result(year, clips, decisions=year >= 2021)
     assert_matches(got, expected)
-    assert set(got) == {"year", "official_score", "machines", "subsets"} | ({"ci95"} if year >= 2022 else set())
+    assert set(got) == {"year", "official_score", "machines", "subsets", "complete", "missing"} | (
+        {"ci95"} if year >= 2022 else set())
+    assert got["complete"] is True and got["missing"] == []
     for data in got["machines"].values():
         assert {"official", "sections"} <= set(data)
         assert all(re.fullmatch(r"\d\d", key) for key in data["sections"])
     assert json.loads(json.dumps(got)) == got
 
 
-@pytest.mark.parametrize("year", [2020, 2023])
+@pytest.mark.parametrize("year", [2020, 2021, 2023])
 def test_dev_files_need_no_ground_truth(registry, tmp_path, year):
-    clips = [c for c in year_clips(year) if c.subset == "dev"]
+    clips = spec_clips(year, "dev")
     scores, _ = write_tree(year, clips, tmp_path)
     got = evaluate(year, scores, None)
     assert_matches(got, expected_result(year, clips, decisions=year >= 2021))
-    assert set(got["subsets"]) == {"dev"}
+    assert set(got["subsets"]) == {"dev"} and got["complete"] is True and got["missing"] == []
 
 
 @pytest.mark.parametrize("year", [2020, 2023])
@@ -350,7 +362,7 @@ def test_zero_auc_is_clamped_to_machine_epsilon(registry, tmp_path):
     clips = [Clip("fan", 0, "dev", d, y, i, float(s), 0) for i, (d, y, s) in enumerate(
         [(0, 0, 0.1), (0, 0, 0.2), (0, 1, 0.15), (1, 0, 0.8), (1, 0, 0.7), (1, 1, 0.3), (1, 1, 0.4)])]
     scores, _ = write_tree(2023, clips, tmp_path)
-    got = evaluate(2023, scores, None)
+    got = evaluate(2023, scores, None, allow_partial=True)
     section = got["machines"]["fan"]["sections"]["00"]
     assert (section["tmix_auc"], section["smix_auc"]) == (0.0, pytest.approx(5 / 6, abs=SECTION_TOL))
     expected = 3 / (1 / section["smix_auc"] + 1 / EPS + 1 / section["mix_pauc"])
@@ -366,7 +378,7 @@ def test_ties_count_half_in_every_auc_type(registry, tmp_path):
             (1, 0, 0.3), (1, 0, 0.5), (1, 1, 0.2), (1, 1, 0.5)]
     clips = [Clip("fan", 0, "dev", d, y, i, s, 0) for i, (d, y, s) in enumerate(rows)]
     scores, _ = write_tree(2023, clips, tmp_path, decisions=False)
-    got = evaluate(2023, scores, None)["machines"]["fan"]
+    got = evaluate(2023, scores, None, allow_partial=True)["machines"]["fan"]
     section = got["sections"]["00"]
     # s: 0.5 beats 0.1, 0.2 and ties two 0.5 -> 3; 0.9 beats all 4
     # t: 0.2 beats none; 0.5 beats 0.3, ties 0.5 -> 1.5
@@ -387,7 +399,7 @@ def test_pauc_with_ties_across_the_fpr_boundary(registry, tmp_path):
     clips = [Clip("ToyCar", 1, "dev", 0, y, i, s, 0)
              for i, (y, s) in enumerate([(0, s) for s in normal] + [(1, s) for s in anomaly])]
     scores, _ = write_tree(2020, clips, tmp_path)
-    section = evaluate(2020, scores, None)["machines"]["ToyCar"]["sections"]["01"]
+    section = evaluate(2020, scores, None, allow_partial=True)["machines"]["ToyCar"]["sections"]["01"]
     # AUC: 20 + (17 + 2 * 0.5) + 17 + 17 wins of 80 pairs
     assert section["s_auc"] == pytest.approx(72 / 80, abs=SECTION_TOL)
     # ROC (0, 1/4) -> (1/20, 1/4) -> (3/20, 1/2): the tie at 0.7 spans FPR 0.05..0.15, TPR(0.1) = 3/8,
@@ -533,3 +545,170 @@ def test_cli_unknown_year_is_a_clean_error(registry, tmp_path):
     result = CliRunner().invoke(cli, ["evaluate", "--year", "2019", "--scores", str(scores)])
     assert result.exit_code == 1
     assert "Error:" in result.output and "dcase2019" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- partial submissions
+
+
+def without(scores, *keys):
+    """Delete the score and decision files of ``keys`` (file keys) from a submission."""
+    for key in keys:
+        for prefix in ("anomaly_score", "decision_result"):
+            (scores / f"{prefix}_{key}.csv").unlink(missing_ok=True)
+
+
+# year, subset, with ground truth, file keys removed, what the error and ``missing`` name
+PARTIAL = {
+    "2023 dev": (2023, "dev", False, ["valve_section_00_test", "gearbox_section_00_test"],
+                 ["gearbox section 00", "valve section 00"]),
+    "2021 dev per domain": (2021, "dev", False, ["fan_section_01_target_test", "pump_section_02_source_test"],
+                            ["fan section 01 target", "pump section 02 source"]),
+    "2020 dev IDs": (2020, "dev", False, ["pump_id_04", "ToyConveyor_id_01", "ToyConveyor_id_02", "ToyConveyor_id_03"],
+                     ["pump ID 04", "ToyConveyor ID 01", "ToyConveyor ID 02", "ToyConveyor ID 03"]),
+    "2021 eval with ground truth": (2021, "eval", True, ["ToyTrain_section_04_source_test"],
+                                    ["ToyTrain section 04 source"]),
+    "2023 eval with ground truth": (2023, "eval", True, ["ToyTank_section_00_test"], ["ToyTank section 00"]),
+    "2020 eval with ground truth": (2020, "eval", True, ["fan_id_05"], ["fan ID 05"]),
+}
+
+
+def partial_tree(tmp_path, case):
+    year, subset, with_gt, removed, _ = PARTIAL[case]
+    clips = spec_clips(year, subset)
+    scores, gt = write_tree(year, clips, tmp_path)
+    without(scores, *removed)
+    kept = [c for c in clips if file_key(year, c) not in removed]
+    return year, scores, gt if with_gt else None, kept
+
+
+@pytest.mark.parametrize("case", sorted(PARTIAL))
+def test_missing_groups_are_an_error_naming_them(registry, tmp_path, case):
+    year, scores, gt, _ = partial_tree(tmp_path, case)
+    names = PARTIAL[case][4]
+    message = re.escape(f"{scores}: no score files for {', '.join(names)}; --allow-partial scores the rest")
+    with pytest.raises(ArtifactError, match=message):
+        evaluate(year, scores, gt)
+
+
+@pytest.mark.parametrize("case", sorted(PARTIAL))
+def test_allow_partial_scores_the_rest(registry, tmp_path, case):
+    year, scores, gt, kept = partial_tree(tmp_path, case)
+    got = evaluate(year, scores, gt, allow_partial=True)
+    assert got["complete"] is False and got["missing"] == PARTIAL[case][4]
+    assert_matches(got, expected_result(year, kept, decisions=year >= 2021))
+
+
+def test_only_the_subsets_the_submission_touches_are_expected(registry, tmp_path):
+    clips = spec_clips(2023, "dev")
+    scores, _ = write_tree(2023, clips, tmp_path)
+    assert evaluate(2023, scores, None)["complete"] is True  # no eval machine type is asked for
+    without(scores, *[f"{m}_section_00_test" for m in YEARS[2023].machines("dev") if m != "fan"])
+    with pytest.raises(ArtifactError, match=r"no score files for bearing section 00, gearbox section 00, slider"):
+        evaluate(2023, scores, None)
+
+
+def test_partial_official_score_is_the_mean_over_the_machines_present(registry, tmp_path):
+    year, scores, gt, kept = partial_tree(tmp_path, "2023 dev")
+    official = evaluate(year, scores, gt, allow_partial=True)["official_score"]
+    values = []
+    for machine in sorted({c.machine for c in kept}):
+        _, y, s, _ = arrays([c for c in kept if c.machine == machine])
+        d = np.array([c.domain for c in kept if c.machine == machine])
+        values += [roc_auc_score(y[(d == 0) | (y == 1)], s[(d == 0) | (y == 1)]),
+                   roc_auc_score(y[(d == 1) | (y == 1)], s[(d == 1) | (y == 1)]), roc_auc_score(y, s, max_fpr=0.1)]
+    assert len(values) == 3 * 5
+    assert official == pytest.approx(stats.hmean(values), abs=OFFICIAL_TOL)
+
+
+def test_cli_missing_groups_without_allow_partial(registry, tmp_path):
+    _, scores, _, _ = partial_tree(tmp_path, "2023 dev")
+    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error:" in result.output and "gearbox section 00, valve section 00; --allow-partial" in result.output
+
+
+def test_cli_allow_partial_reports_what_is_missing(registry, tmp_path):
+    year, scores, gt, kept = partial_tree(tmp_path, "2023 dev")
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--allow-partial",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "INCOMPLETE, scored without: gearbox section 00; valve section 00"
+    got = json.loads(out.read_text())
+    assert got["complete"] is False and got["missing"] == ["gearbox section 00", "valve section 00"]
+    assert set(got["machines"]) == {c.machine for c in kept}
+    assert_matches(got, expected_result(year, kept, decisions=True))
+    assert lines[1] == f"official score: {100 * got['official_score']:.2f}% (ci95 ± {100 * got['ci95']:.2f})"
+
+
+def test_cli_complete_submission_says_so_in_json(registry, tmp_path):
+    scores, _ = write_tree(2023, spec_clips(2023, "dev"), tmp_path)
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("official score: ")
+    got = json.loads(out.read_text())
+    assert got["complete"] is True and got["missing"] == []
+
+
+# ---------------------------------------------------------------- machine types with clips of one class
+
+
+def normal_only_tree(tmp_path, machine="bandsaw"):
+    """2023 eval, every machine type with ground truth; ``machine``'s test clips are all normal."""
+    clips = spec_clips(2023, "eval")
+    clips = [c for c in clips if c.machine != machine] + make_clips(7, machine, 0, "eval", counts=(8, 0, 5, 0))
+    return clips, *write_tree(2023, clips, tmp_path)
+
+
+def test_machine_with_only_normal_clips(registry, tmp_path, caplog):
+    clips, scores, gt = normal_only_tree(tmp_path)
+    with caplog.at_level("WARNING", logger="asdcore"):
+        got = evaluate(2023, scores, gt)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bandsaw section 00: no anomalous clips, so s_auc, s_pauc, t_auc, t_pauc, smix_auc, tmix_auc, mix_auc, "
+        "mix_pauc (which need both normal and anomalous clips) are NaN"]
+    assert got["complete"] is False and got["missing"] == ["bandsaw section 00: no anomalous clips"]
+    bandsaw = got["machines"].pop("bandsaw")
+    assert np.isnan(bandsaw["official"]) and np.isnan(bandsaw["subsets"]["eval"])
+    section = bandsaw["sections"]["00"]
+    assert all(np.isnan(section[name]) for name in section if name.endswith("auc"))
+    assert section["precision_source"] == 0.0 and section["recall_target"] == 0.0  # decisions as before
+    others = [c for c in clips if c.machine != "bandsaw"]
+    assert_matches(got, expected_result(2023, others, decisions=True))
+    alone = evaluate(2023, *write_tree(2023, others, tmp_path / "alone"))
+    assert got["machines"] == alone["machines"]
+    assert (got["official_score"], got["ci95"], got["subsets"]) == (alone["official_score"], alone["ci95"],
+                                                                    alone["subsets"])
+
+
+def test_machine_with_one_class_in_one_subset_only(registry, tmp_path, caplog):
+    clips = [c for c in year_clips(2022) if c.machine != "valve"]
+    clips += make_clips(3, "valve", 0, "dev", counts=(0, 4, 0, 3)) + make_clips(4, "valve", 3, "eval")
+    with caplog.at_level("WARNING", logger="asdcore"):
+        got = evaluate(2022, *write_tree(2022, clips, tmp_path))
+    [warning] = caplog.records  # once, though the overall score evaluates the section again
+    assert warning.getMessage().startswith("valve section 00: no normal clips, so s_auc, s_pauc, t_auc")
+    assert got["missing"] == ["valve section 00: no normal clips"]
+    valve = got["machines"]["valve"]
+    assert np.isnan(valve["subsets"]["dev"]) and np.isfinite(valve["subsets"]["eval"]) and np.isnan(valve["official"])
+    expected = expected_result(2022, [c for c in clips if c.machine != "valve" or c.subset == "eval"], True)
+    assert got["subsets"]["eval"] == pytest.approx(expected["subsets"]["eval"], abs=OFFICIAL_TOL)
+    assert got["subsets"]["dev"] == pytest.approx(expected["subsets"]["dev"], abs=OFFICIAL_TOL)
+    overall = expected_result(2022, [c for c in clips if c.machine != "valve"], True)
+    assert got["official_score"] == pytest.approx(overall["official_score"], abs=OFFICIAL_TOL)
+
+
+def test_cli_machine_with_only_normal_clips_writes_null(registry, tmp_path):
+    _, scores, gt = normal_only_tree(tmp_path, machine="ToyTank")
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--ground-truth",
+                                      str(gt), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "INCOMPLETE, scored without: ToyTank section 00: no anomalous clips"
+    assert "NaN" not in out.read_text()
+    got = json.loads(out.read_text())
+    assert got["machines"]["ToyTank"]["official"] is None
+    assert got["machines"]["ToyTank"]["sections"]["00"]["smix_auc"] is None
+    assert got["complete"] is False and got["missing"] == ["ToyTank section 00: no anomalous clips"]

@@ -115,7 +115,8 @@ def test_aggregate_is_the_pooled_harmonic_mean(scorer):
     values = [fan_metrics["smix_auc"], fan_metrics["tmix_auc"], fan_metrics["mix_pauc"],
               auc_by_pairs(*other[:2]), pauc_by_hand(*other[:2])]
     result = scorer.aggregate([fan, valve])
-    assert set(result) == {"dev"} and set(result["dev"]) == {"official", "ci95"}
+    assert set(result) == {"dev"} and set(result["dev"]) == {"official", "ci95", "complete"}
+    assert result["dev"]["complete"] == 1.0
     assert result["dev"]["official"] == pytest.approx(hmean_by_hand(values), abs=1e-12)
     assert result["dev"]["official"] != pytest.approx(hmean_by_hand([fan.official["dev"], valve.official["dev"]]), abs=1e-4)
 
@@ -140,9 +141,51 @@ def test_single_domain_section_uses_its_auc_and_pauc(scorer):
     ((SOURCE_NORMAL, [], TARGET_NORMAL, TARGET_ANOMALY), "s_auc"),
     ((SOURCE_NORMAL, SOURCE_ANOMALY, TARGET_NORMAL, []), "t_auc"),
 ])
-def test_domain_without_anomalies_is_an_error(scorer, groups, metric):
-    with pytest.raises(AsdcoreError, match=f"fan section 00 {metric}: needs both normal and anomalous clips"):
-        scorer.evaluate("fan", *section(*groups), {0: "dev"})
+def test_domain_without_anomalies_is_nan_for_that_domain_only(scorer, caplog, groups, metric):
+    with caplog.at_level("WARNING", logger="asdcore"):
+        evaluation = scorer.evaluate("fan", *section(*groups), {0: "dev"})
+    got = {name: value for sec, name, value in evaluation.metrics if sec == "00"}
+    prefix = metric[0]
+    assert [name for name, value in got.items() if np.isnan(value)] == [f"{prefix}_auc", f"{prefix}_pauc"]
+    assert f"fan section 00: no anomalous {'source' if prefix == 's' else 'target'} clips" in caplog.text
+    assert np.isfinite(evaluation.official["dev"])  # smix_auc, tmix_auc and mix_pauc are defined
+
+
+def evaluations(scorer, **machines):
+    return {name: scorer.evaluate(name, *section(*groups), {0: "dev"}) for name, groups in machines.items()}
+
+
+@pytest.mark.parametrize("scorer_name", ["dcase2020", "dcase2021", "dcase2022", "dcase2023", "hmean"])
+def test_machine_with_only_normal_clips_is_nan_and_left_out(caplog, scorer_name):
+    scorer = Registry().create("scorers", scorer_name)
+    normal_only = (SOURCE_NORMAL, [], TARGET_NORMAL, [])
+    other = ([0.1, 0.4, 0.6, 0.8, 0.9], [0.3, 0.7, 0.99], [0.2, 0.5], [0.45, 0.8])
+    if scorer_name == "dcase2020":  # no target domain in 2020
+        normal_only, other = normal_only[:2] + ([], []), BASE[:2] + ([], [])
+    alone = evaluations(scorer, fan=BASE, valve=other)
+    with caplog.at_level("WARNING", logger="asdcore"):
+        together = evaluations(scorer, fan=BASE, pump=normal_only, valve=other)
+    assert "pump section 00: no anomalous clips, so s_auc, s_pauc" in caplog.text
+    pump = together.pop("pump")
+    assert all(np.isnan(value) for sec, name, value in pump.metrics if name.endswith("auc"))
+    assert np.isnan(pump.official["dev"])
+    for name, evaluation in together.items():
+        assert evaluation.metrics == alone[name].metrics and evaluation.official == alone[name].official
+    result = scorer.aggregate([together["fan"], pump, together["valve"]])
+    expected = scorer.aggregate(list(alone.values()))
+    assert result["dev"]["complete"] == 0.0 and expected["dev"]["complete"] == 1.0
+    assert {k: v for k, v in result["dev"].items() if k != "complete"} == \
+        {k: v for k, v in expected["dev"].items() if k != "complete"}
+    assert np.isfinite(result["dev"]["official"])
+
+
+def test_subset_without_any_scorable_machine_type(scorer):
+    pump = scorer.evaluate("pump", *section(SOURCE_NORMAL, [], TARGET_NORMAL, []), {0: "eval"})
+    fan = scorer.evaluate("fan", *section(*BASE), {0: "dev"})
+    result = scorer.aggregate([fan, pump])
+    assert result["dev"] == scorer.aggregate([fan])["dev"]
+    assert np.isnan(result["eval"]["official"]) and np.isnan(result["eval"]["ci95"])
+    assert result["eval"]["complete"] == 0.0
 
 
 def test_unlabelled_clips_and_nan_scores_are_errors(scorer):
