@@ -119,6 +119,7 @@ class Planner:
         self.verify_content = verify_content
         self.machines = context.dataset.machines()
         self._digests: dict[tuple[str, str], str] = {}
+        self._labels: tuple[dict, int] | None = None
         self._config = context.config
         self.units: list[Unit] = []
 
@@ -152,8 +153,8 @@ class Planner:
     def _train(self, seed: int, name: str, machines: list[str]) -> Unit:
         ctx, r = self.ctx, self.ctx.resolved
         fe = r.as_dict()["frontend"]
-        training = dict(fe["training"])
-        epochs = training.pop("epochs")
+        training = {k: v for k, v in fe["training"].items() if k not in ("epochs", "num_workers")}
+        epochs = fe["training"]["epochs"]  # apart: a checkpoint of the same identity but epochs may continue
         inputs = {
             "frontend": {"name": fe["name"], "params": fe["params"]}, "loss": fe["loss"],
             "augmentations": fe["augmentations"], "training": training, "epochs": epochs, "seed": seed,
@@ -230,11 +231,16 @@ class Planner:
         return self._digests[machine, split]
 
     def _metadata(self, machine: str) -> str:
-        return files_digest(self.ctx.dataset.metadata_files(machine), self.ctx.dataset.root)
+        if (machine, "metadata") not in self._digests:
+            ds = self.ctx.dataset
+            self._digests[machine, "metadata"] = files_digest(ds.metadata_files(machine), ds.root)
+        return self._digests[machine, "metadata"]
 
     def _class_labels(self, machines: list[str]) -> str:
         ds = self.ctx.dataset
-        labels, count = ds.class_labels()
+        if self._labels is None:
+            self._labels = ds.class_labels()
+        labels, count = self._labels
         clips = [c for m in machines for c in ds.clips(m, "train")]
         return fingerprint(count, [[relative(c.path, ds.root), labels[c.path]] for c in clips])
 

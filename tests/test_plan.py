@@ -74,3 +74,16 @@ def test_units_are_plain_data_and_the_local_executor_keeps_order(registry, toy_r
     seen = []
     outcomes = LocalExecutor().run(list(plan), lambda u: seen.append(u.id) or Outcome("skipped"))
     assert seen == [u.id for u in plan] and set(outcomes) == set(seen)
+
+
+def test_loader_workers_are_no_input_of_training(registry, toy_root, tmp_path):
+    frontend = {"name": "centred", "training": {"epochs": 1, "num_workers": 0}}
+    config = toy_plugin.pipeline(toy_root, tmp_path, seeds=[0], frontend=frontend)
+    before = {u.id: u.key for u in plan_of(registry, config)}
+    frontend["training"]["num_workers"] = 2
+    assert {u.id: u.key for u in plan_of(registry, config)} == before
+    frontend["training"]["epochs"] = 2
+    after = plan_of(registry, config)
+    assert after["seed0/train/shared"].key != before["seed0/train/shared"]
+    assert after["seed0/train/shared"].checkpoint_identity == plan_of(
+        registry, {**config, "frontend": {**frontend, "training": {"epochs": 5}}})["seed0/train/shared"].checkpoint_identity
