@@ -62,12 +62,12 @@ class Context:
             )
         return context
 
-    @property
+    @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved pipeline as plain data (what a unit carries to rebuild this context elsewhere)."""
         return self.resolved.as_dict()
 
-    @property
+    @cached_property
     def key(self) -> str:
         return fingerprint(self.config)
 

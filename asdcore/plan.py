@@ -120,7 +120,7 @@ class Planner:
         self.machines = context.dataset.machines()
         self._digests: dict[tuple[str, str], str] = {}
         self._labels: tuple[dict, int] | None = None
-        self._config = context.config
+        self._sections: dict[str, list] = {}
         self.units: list[Unit] = []
 
     def plan(self) -> Plan:
@@ -151,8 +151,8 @@ class Planner:
 
     # -- units -----------------------------------------------------------------------------------
     def _train(self, seed: int, name: str, machines: list[str]) -> Unit:
-        ctx, r = self.ctx, self.ctx.resolved
-        fe = r.as_dict()["frontend"]
+        ctx = self.ctx
+        fe = ctx.config["frontend"]
         training = {k: v for k, v in fe["training"].items() if k not in ("epochs", "num_workers")}
         epochs = fe["training"]["epochs"]  # apart: a checkpoint of the same identity but epochs may continue
         inputs = {
@@ -196,7 +196,7 @@ class Planner:
         r = self.ctx.resolved
         inputs = {f"upstream {scored.id}": scored.key, "evaluation": {"decision_percentile":
                   r.config.evaluation.decision_percentile}, "scorer": r.scorer,
-                  "subsets": sorted(self.ctx.dataset.subsets(machine).items()),
+                  "subsets": self._subsets(machine),
                   "versions": self._versions(("scorers", r.scorer))}
         return self._add(f"seed{seed}/evaluate/{machine}/{bid}", "evaluate", [scored], inputs,
                          self.ctx.backend_dir(seed, machine, bid), (),
@@ -211,8 +211,9 @@ class Planner:
     def _add(self, uid: str, kind: str, deps: list[Unit], inputs: dict, directory: Path, outputs: tuple,
              args: dict, scratch: tuple = ()) -> Unit:
         ctx = self.ctx
-        unit = Unit(uid, kind, {d.id: d.record.path for d in deps}, inputs, directory, outputs, args, self._config, ctx.key,
-                    ctx.root / LOCKS / (uid.replace("/", "--") + ".lock"), scratch)
+        lock = ctx.root / LOCKS / (uid.replace("/", "--") + ".lock")
+        unit = Unit(uid, kind, {d.id: d.record.path for d in deps}, inputs, directory, outputs, args, ctx.config,
+                    ctx.key, lock, scratch)
         self.units.append(unit)
         return unit
 
@@ -229,6 +230,11 @@ class Planner:
             ds = self.ctx.dataset
             self._digests[machine, split] = listing_digest(ds.clips(machine, split), ds.root, self.verify_content)
         return self._digests[machine, split]
+
+    def _subsets(self, machine: str) -> list:
+        if machine not in self._sections:
+            self._sections[machine] = sorted(self.ctx.dataset.subsets(machine).items())
+        return self._sections[machine]
 
     def _metadata(self, machine: str) -> str:
         if (machine, "metadata") not in self._digests:
