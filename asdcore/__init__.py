@@ -10,12 +10,15 @@ from typing import Any
 # the same peak memory. THP_MEM_ALLOC_ENABLE=0 in the environment turns it off.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .errors import AsdcoreError, AudioError, ConfigError, DatasetError, DuplicateNameError, UnknownComponentError
+from .dispatch import Dispatch
+from .errors import (
+    AsdcoreError, AudioError, ConfigError, DatasetError, DuplicateNameError, UnitsFailedError, UnknownComponentError,
+)
 from .features import FeatureSet
 from .hookspecs import hookimpl
 from .interfaces import (
-    ANOMALY, NORMAL, SOURCE, TARGET, UNKNOWN, Augmentation, Backend, Clip, Dataset, DatasetParams, Evaluation,
-    Frontend, FrontendOutput, FrontendSpec, Loss, Scorer, TrainData,
+    ANOMALY, BLOCKED, DONE, FAILED, NORMAL, SKIPPED, SOURCE, TARGET, UNKNOWN, Augmentation, Backend, Clip, Dataset,
+    DatasetParams, Evaluation, Executor, Frontend, FrontendOutput, FrontendSpec, Job, Loss, Outcome, Scorer, TrainData,
 )
 from .params import Params
 from .registry import get_registry
@@ -23,9 +26,10 @@ from .registry import get_registry
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANOMALY", "NORMAL", "SOURCE", "TARGET", "UNKNOWN", "AsdcoreError", "AudioError", "Augmentation", "Backend",
-    "Clip", "ConfigError", "Dataset", "DatasetError", "DatasetParams", "DuplicateNameError", "Evaluation",
-    "FeatureSet", "Frontend", "FrontendOutput", "FrontendSpec", "Loss", "Params", "Scorer", "TrainData",
+    "ANOMALY", "BLOCKED", "DONE", "FAILED", "NORMAL", "SKIPPED", "SOURCE", "TARGET", "UNKNOWN", "AsdcoreError",
+    "AudioError", "Augmentation", "Backend", "Clip", "ConfigError", "Dataset", "DatasetError", "DatasetParams",
+    "Dispatch", "DuplicateNameError", "Evaluation", "Executor", "FeatureSet", "Frontend", "FrontendOutput",
+    "FrontendSpec", "Job", "Loss", "Outcome", "Params", "Scorer", "TrainData", "UnitsFailedError",
     "UnknownComponentError", "create", "hookimpl", "registered",
 ]
 

@@ -33,7 +33,15 @@ def _friendly(func):
 @click.option("-q", "--quiet", is_flag=True, help="Only print warnings and errors.")
 def cli(quiet: bool) -> None:
     """Anomalous sound detection: train, extract, score and evaluate as the DCASE challenge does."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)  # units still log INFO to their own log files
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+
+
+_executor_option = click.option(
+    "--executor", default=None, metavar="NAME",
+    help="Run the units with this executor (local, processes, slurm, ray, ...) instead of the config's; "
+         "its params: --set executor.params.KEY=VALUE.")
 
 
 def _pipeline_command(stages: tuple[str, ...], help_text: str):
@@ -46,14 +54,15 @@ def _pipeline_command(stages: tuple[str, ...], help_text: str):
     @click.option("--verify-content", is_flag=True,
                   help="Identify audio files by content hash instead of modification time (slower; for filesystems "
                        "whose times cannot be trusted).")
+    @_executor_option
     @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
     @_friendly
     def command(pipeline: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
-                verify_content: bool, no_progress: bool) -> None:
+                verify_content: bool, executor: str | None, no_progress: bool) -> None:
         from .config import load_config
         from .engine import Pipeline
 
-        resolved = load_config(pipeline, list(overrides), seeds)
+        resolved = load_config(pipeline, list(overrides), seeds, executor=executor)
         runner = Pipeline.create(resolved, progress=not no_progress)
         if dry_run:
             click.echo("\n".join(runner.explain(stages, force=force, verify_content=verify_content)))
@@ -102,7 +111,7 @@ def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_
         if pipeline is None:
             raise click.UsageError("give a PIPELINE file, or --scores DIR with --year")
         ctx.invoke(_evaluate_stage, pipeline=pipeline, overrides=overrides, seeds=seeds, force=False, dry_run=False,
-                   verify_content=False, no_progress=no_progress)
+                   verify_content=False, executor=None, no_progress=no_progress)
         return
     from .evaluation import evaluate_submission
 
@@ -138,6 +147,36 @@ def _submission_report(result: dict) -> str:
         for section, metrics in data["sections"].items():
             lines.append(f"  {section}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items()))
     return "\n".join(lines)
+
+
+@cli.command("grid")
+@click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a value of every pipeline, e.g. --set frontend.training.epochs=2 (repeatable).")
+@click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (overrides the grid's).")
+@click.option("--force", is_flag=True, help="Redo every unit even if it is up to date.")
+@click.option("--dry-run", is_flag=True,
+              help="Print every unit, whether it would run and why (missing data included); run nothing.")
+@click.option("--verify-content", is_flag=True, help="Identify audio files by content hash (see `asdcore run`).")
+@_executor_option
+@click.option("--no-progress", is_flag=True, help="Hide the progress display.")
+@_friendly
+def grid_command(grid_file: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
+                 verify_content: bool, executor: str | None, no_progress: bool) -> None:
+    """Run GRID_FILE: recipes × datasets × seeds as one plan on one executor, then print the overview
+    table (per recipe and backend, each dataset subset's mean ± std over seeds, hmean and amean)."""
+    from .grid import load_grid
+
+    grid = load_grid(grid_file, list(overrides), seeds, executor, progress=not no_progress)
+    if dry_run:
+        click.echo("\n".join(grid.explain(force=force, verify_content=verify_content)))
+        return
+    result = grid.run(force=force, verify_content=verify_content, progress=not no_progress)
+    if result.markdown is not None:
+        click.echo(result.markdown)
+        click.echo(f"overview: {result.folder / 'overview.csv'}, {result.folder / 'overview.md'}")
+    if result.failure is not None:
+        raise result.failure
 
 
 @cli.command("table")

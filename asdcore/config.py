@@ -16,6 +16,7 @@ output: results
 device: auto                              # auto (CUDA when present), cpu or cuda
 extraction: {batch_size: 64, num_workers: 0}
 evaluation: {decision_percentile: 90, plots: false}   # threshold: percentile of a gamma fit to train scores
+executor: {name: local, params: {}}       # what runs the units: local, processes, slurm, ray (asd-executors)
 ```
 """
 from __future__ import annotations
@@ -85,6 +86,7 @@ class PipelineConfig(Params):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     extraction: ExtractionConfig = ExtractionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    executor: Component = Component(name="local")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Resolved:
     augmentation_params: list[dict[str, Any]]
     backend_params: dict[str, tuple[str, dict[str, Any]]]
     scorer: str
+    executor_params: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (saved with the run)."""
@@ -112,14 +115,19 @@ class Resolved:
             {"id": bid, "name": name, "params": params} for bid, (name, params) in self.backend_params.items()
         ]
         data["scorer"] = self.scorer
+        data["executor"]["params"] = self.executor_params
         return data
 
 
 def load_config(
-    source: str | Path | dict, overrides: list[str] = (), seeds: str | None = None, registry: Registry | None = None
+    source: str | Path | dict, overrides: list[str] = (), seeds: str | None = None, registry: Registry | None = None,
+    executor: str | None = None,
 ) -> Resolved:
-    """Read a pipeline YAML (or mapping), apply ``key=value`` overrides, validate everything."""
-    data = _read(source) if not isinstance(source, dict) else dict(source)
+    """Read a pipeline YAML (or mapping), apply ``key=value`` overrides, validate everything. ``executor``
+    names another executor than the file's (its params then come from the overrides alone)."""
+    data = read_yaml(source) if not isinstance(source, dict) else dict(source)
+    if executor is not None and (data.get("executor") or {}).get("name") != executor:
+        data["executor"] = {"name": executor}
     for item in overrides:
         _apply_override(data, item)
     if seeds is not None:
@@ -155,7 +163,9 @@ def resolve(config: PipelineConfig, registry: Registry) -> Resolved:
         backend_params[bid] = (backend.name, _params(registry, "backends", backend.name, backend.params, f"backends.{i}"))
     scorer = config.scorer or dataset_cls(validated).scorer  # may depend on the params (e.g. the year)
     _entry(registry, "scorers", scorer, "scorer")
-    return Resolved(config, dataset_params, frontend_params, loss_params, augmentation_params, backend_params, scorer)
+    executor_params = _params(registry, "executors", config.executor.name, config.executor.params, "executor")
+    return Resolved(config, dataset_params, frontend_params, loss_params, augmentation_params, backend_params, scorer,
+                    executor_params)
 
 
 def _entry(registry: Registry, kind: str, name: str, path: str):
@@ -170,18 +180,18 @@ def _params(registry: Registry, kind: str, name: str, params: dict, path: str) -
     return validate(cls.Params, params, f"{path}.params").model_dump(mode="json")
 
 
-def _read(path: str | Path) -> dict:
+def read_yaml(path: str | Path, what: str = "pipeline") -> dict:
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read pipeline file {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a pipeline must be a YAML mapping")
+        raise ConfigError(f"{path}: a {what} must be a YAML mapping")
     return data
 
 
@@ -193,30 +203,36 @@ def _apply_override(data: dict, item: str) -> None:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         value = raw
+    set_value(data, key, value, f"--set {item!r}")
+
+
+def set_value(data: dict, key: str, value: Any, where: str) -> None:
+    """Set the value at the dotted ``key`` (list items by index) in ``data``; ``where`` names the override
+    in errors."""
     parts = key.split(".")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: depth + 1]), item)
+        node = _child(node, part, ".".join(parts[: depth + 1]), where)
     last = parts[-1]
     if isinstance(node, list):
-        node[_index(node, last, key, item)] = value
+        node[_index(node, last, key, where)] = value
     else:
         node[last] = value
 
 
-def _child(node: Any, part: str, path: str, item: str) -> Any:
+def _child(node: Any, part: str, path: str, where: str) -> Any:
     if isinstance(node, list):
-        return node[_index(node, part, path, item)]
+        return node[_index(node, part, path, where)]
     if not isinstance(node, dict):
-        raise ConfigError(f"--set {item!r}: {path} is not a mapping")
+        raise ConfigError(f"{where}: {path} is not a mapping")
     if node.get(part) is None:
         node[part] = {}
     return node[part]
 
 
-def _index(node: list, part: str, path: str, item: str) -> int:
+def _index(node: list, part: str, path: str, where: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {item!r}: {path} must be an index below {len(node)}")
+        raise ConfigError(f"{where}: {path} must be an index below {len(node)}")
     return int(part)
 
 

@@ -22,7 +22,7 @@ from .registry import Entry, Registry, get_registry
 from .store import fingerprint
 
 BACKEND_SEED = 0  # backends are seeded like the reference's scoring step, independent of the run seed
-_CACHE_SIZE = 8
+_CACHE_SIZE = 256  # contexts kept per process: a grid's pipelines, e.g. 13 recipes × 10 datasets
 
 
 def pick_device(choice: str) -> torch.device:

@@ -6,7 +6,6 @@ atomically, then its record, so an interrupted run resumes without losing finish
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,15 +13,14 @@ import yaml
 
 from .config import Resolved
 from .context import Context, remember
-from .errors import ArtifactError
-from .executors import Executor, LocalExecutor, Outcome, job_for
+from .errors import ArtifactError, AudioError, DatasetError, UnitsFailedError
+from .executors import execute
+from .interfaces import Executor, Outcome
 from .plan import STAGES, Plan, plan_pipeline
 from .registry import Registry
 from .store import write_json, write_text
 
-log = logging.getLogger("asdcore")
-
-__all__ = ["STAGES", "Pipeline"]
+__all__ = ["STAGES", "Pipeline", "explain"]
 
 
 class Pipeline:
@@ -49,29 +47,47 @@ class Pipeline:
     def root(self) -> Path:
         return self.context.root
 
-    def plan(self, verify_content: bool = False) -> Plan:
-        """Every unit of the pipeline with its inputs and key (the data must be prepared)."""
-        return plan_pipeline(self.context, verify_content)
+    def plan(self, verify_content: bool = False, prefix: str = "", dry_run: bool = False) -> Plan:
+        """Every unit of the pipeline with its inputs and key (the data must be prepared). With ``dry_run``,
+        data that cannot be read yet give a plan whose units say so instead of an error."""
+        try:
+            return plan_pipeline(self.context, verify_content, prefix)
+        except (DatasetError, AudioError) as exc:
+            if not dry_run:
+                raise
+            return plan_pipeline(self.context, verify_content, prefix, missing=str(exc))
 
     def explain(self, stages: Sequence[str] = STAGES, force: bool = False, verify_content: bool = False) -> list[str]:
         """One line per unit of ``stages``: whether a run would execute or skip it, and why."""
-        plan = self.plan(verify_content)
-        reasons = plan.reasons(force)
-        width = max(len(u.id) for u in plan)
-        return [f"{'run ' if reasons[u.id] else 'skip'}  {u.id:<{width}}  {reasons[u.id] or 'up to date'}"
-                for u in plan if u.stage in stages]
+        plan = self.plan(verify_content, dry_run=True)
+        return explain(plan, plan.reasons(force), stages)
 
-    def run(self, stages: Sequence[str] = STAGES, force: bool = False, verify_content: bool = False,
-            executor: Executor | None = None) -> Path:
-        """Run the units of ``stages`` (after checking that the units they need are up to date)."""
+    def executor(self) -> Executor:
+        """The executor the config names (``executor: {name, params}``)."""
+        r = self.resolved
+        return self.context.registry.create("executors", r.config.executor.name, params=r.executor_params,
+                                            path="executor.params")
+
+    def prepare(self, force: bool = False) -> None:
+        """Make the data ready and write the run's resolved config and plugin versions."""
         self.dataset.prepare(progress=self.context.progress, force=force)
         write_text(self.root / "config.yaml", yaml.safe_dump(self.context.config, sort_keys=False))
         write_json(self.root / "versions.json", self.context.registry.versions())
+
+    def run(self, stages: Sequence[str] = STAGES, force: bool = False, verify_content: bool = False,
+            executor: Executor | None = None) -> Path:
+        """Run the units of ``stages`` (after checking that the units they need are up to date) on ``executor``
+        (default: the config's). Failed units raise :class:`UnitsFailedError` once every other unit ran."""
+        self.prepare(force)
         plan = self.plan(verify_content)
         selected = [u for u in plan if u.stage in stages]
         self._require_upstream(plan, selected)
-        self.outcomes = (executor or LocalExecutor()).run(selected, job_for(force))
-        _log_totals(self.outcomes)
+        try:
+            self.outcomes = execute(selected, plan.reasons(force), executor or self.executor(), force,
+                                   self.context.progress)
+        except UnitsFailedError as exc:
+            self.outcomes = exc.outcomes
+            raise
         return self.root
 
     @staticmethod
@@ -88,6 +104,8 @@ class Pipeline:
                     )
 
 
-def _log_totals(outcomes: dict[str, Outcome]) -> None:
-    done = [o for o in outcomes.values() if o.status == "done"]
-    log.info("%d units executed, %d up to date", len(done), len(outcomes) - len(done))
+def explain(plan: Plan, reasons: dict[str, str | None], stages: Sequence[str] = STAGES) -> list[str]:
+    """``run|skip  <unit>  <why>`` for each unit of ``stages``."""
+    units = [u for u in plan if u.stage in stages]
+    width = max((len(u.id) for u in units), default=0)
+    return [f"{'run ' if reasons[u.id] else 'skip'}  {u.id:<{width}}  {reasons[u.id] or 'up to date'}" for u in units]

@@ -41,3 +41,11 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     """Return a ' did you mean ...?' hint for a misspelt name, or ''."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class UnitsFailedError(AsdcoreError):
+    """Units of a run failed; the message lists each with its error and log file. ``outcomes``: every unit's."""
+
+    def __init__(self, message: str, outcomes: dict | None = None):
+        super().__init__(message)
+        self.outcomes = outcomes or {}

@@ -1,24 +1,25 @@
-"""Executors run the units of a plan; :func:`perform` runs one unit under its lock.
+"""Running units: :func:`perform` executes one unit under its lock, :func:`execute` runs a plan's units
+on an executor and reports failures; ``local``, the core's executor, runs them one after another here.
 
-The interface is small so that other engines can plug in (worker processes, SLURM job arrays, Ray
-tasks): an executor gets the units, in an order where each comes after its ``deps``, and a
-picklable ``job``; it calls ``job(unit)`` for each unit once its upstream units have finished and
-returns ``unit id -> Outcome``. A unit needs nothing but itself to execute (its config is plain
-data, its artifacts and records go through the filesystem), so ``job`` may run in another process or
-on another host that shares the filesystem.
+Other executors (worker processes, SLURM job arrays, Ray tasks) come from plugins through the
+``register_executors`` hook; each gets the units and a picklable ``job`` (see :class:`asdcore.Executor`).
 """
 from __future__ import annotations
 
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import traceback
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from filelock import FileLock
 
 from .context import context_for
+from .dispatch import Dispatch
+from .errors import AsdcoreError, UnitsFailedError
+from .interfaces import BLOCKED, DONE, FAILED, SKIPPED, Executor, Job, Outcome
+from .params import Params
 from .plan import Unit, upstream_runs
 from .reductions import RUNNERS as REDUCTIONS
 from .store import remove_temporaries
@@ -27,35 +28,25 @@ from .units import RUNNERS as STAGE_RUNNERS
 log = logging.getLogger("asdcore")
 
 RUNNERS = {**STAGE_RUNNERS, **REDUCTIONS}
-DONE, SKIPPED = "done", "skipped"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of a unit: ``done`` (executed) or ``skipped`` (up to date), and its seconds."""
-
-    status: str
-    seconds: float = 0.0
-    reason: str | None = None
-
-
-Job = Callable[[Unit], Outcome]
-
-
-class Executor:
-    """Runs units in dependency order. Subclasses implement :meth:`run`."""
-
-
-    def run(self, units: Sequence[Unit], job: Job) -> dict[str, Outcome]:
-        raise NotImplementedError
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
 
 
 class LocalExecutor(Executor):
-    """Runs the units one after another in this process; the first failure stops the run and is raised."""
+    """Runs the units one after another in this process, in plan order. Usage: ``executor: {name: local}``."""
 
+    class Params(Params):
+        pass
 
-    def run(self, units: Sequence[Unit], job: Job) -> dict[str, Outcome]:
-        return {unit.id: job(unit) for unit in units}
+    def __init__(self, params: Params | None = None):
+        super().__init__(params or self.Params())
+
+    def run(self, units: Sequence[Unit], job: Job, progress: bool = True) -> dict[str, Outcome]:
+        dispatch = Dispatch(units, progress)
+        for unit in units:  # each comes after its upstream units
+            if unit.id not in dispatch.outcomes:  # else blocked by a failed upstream unit
+                dispatch.started.add(unit.id)
+                dispatch.finish(unit.id, job(unit))
+        return dispatch.outcomes
 
 
 def job_for(force: bool = False) -> Job:
@@ -66,21 +57,71 @@ def job_for(force: bool = False) -> Job:
 def perform(unit: Unit, force: bool = False) -> Outcome:
     """Execute ``unit`` unless it is up to date, holding its lock: a second process on the same outputs
     waits for the lock and then finds the unit done. Temporaries of a killed earlier attempt are removed
-    only under the lock, so a live process's temporaries are never touched."""
+    only under the lock, so a live process's temporaries are never touched. What it logs goes to
+    ``unit.log`` too; an error becomes a ``failed`` outcome (the traceback is in the log)."""
     reason = "--force" if force else unit.stale_reason()
     if reason is None:
         return Outcome(SKIPPED)
-    unit.lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(unit.lock):
-        if not force and unit.stale_reason() is None:
-            log.info("%s: done by another process", unit.id)
-            return Outcome(SKIPPED)
-        log.info("%s: running (%s)", unit.id, reason)
-        started = time.perf_counter()
-        remove_temporaries(unit.directory, (*unit.outputs, *unit.scratch))
-        if force:
-            for scratch in unit.scratch:
-                shutil.rmtree(unit.directory / scratch, ignore_errors=True)
-        artifacts = RUNNERS[unit.kind](unit, context_for(unit.config, unit.config_key))
-        unit.record.write(unit.key, unit.inputs, artifacts, upstream_runs(unit))
-        return Outcome(DONE, time.perf_counter() - started, reason)
+    started = time.perf_counter()
+    handler, level = None, log.level
+    try:
+        unit.log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(unit.log)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        log.addHandler(handler)
+        if log.getEffectiveLevel() > logging.INFO:  # the unit's log has its progress whatever the console shows
+            log.setLevel(logging.INFO)
+        unit.lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(unit.lock):
+            if not force and unit.stale_reason() is None:
+                log.info("%s: done by another process", unit.id)
+                return Outcome(SKIPPED)
+            log.info("%s: running (%s)", unit.id, reason)
+            remove_temporaries(unit.directory, (*unit.outputs, *unit.scratch))
+            if force:
+                for scratch in unit.scratch:
+                    shutil.rmtree(unit.directory / scratch, ignore_errors=True)
+            artifacts = RUNNERS[unit.kind](unit, context_for(unit.config, unit.config_key))
+            unit.record.write(unit.key, unit.inputs, artifacts, upstream_runs(unit))
+        return Outcome(DONE, time.perf_counter() - started, reason, log=str(unit.log))
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
+        log.error("%s failed: %s", unit.id, error)
+        if handler is not None:
+            handler.stream.write(traceback.format_exc())
+        return Outcome(FAILED, time.perf_counter() - started, reason, error, str(unit.log))
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        log.setLevel(level)
+
+
+def execute(units: Sequence[Unit], reasons: Mapping[str, str | None], executor: Executor, force: bool = False,
+            progress: bool = True) -> dict[str, Outcome]:
+    """Run ``units`` on ``executor``: units that are up to date (``reasons``, from :meth:`Plan.reasons`, says
+    None) are skipped here, the others are handed to the executor. Raises :class:`UnitsFailedError` naming
+    every failed unit, its error and log file, after every unit that does not depend on a failed one has run."""
+    stale = [u for u in units if reasons[u.id] is not None]
+    outcomes = {u.id: Outcome(SKIPPED) for u in units if reasons[u.id] is None}
+    outcomes.update(executor.run(stale, job_for(force), progress) if stale else {})
+    outcomes = {u.id: outcomes[u.id] for u in units}
+    done = sum(o.status == DONE for o in outcomes.values())
+    log.info("%d units executed, %d up to date", done, sum(o.status == SKIPPED for o in outcomes.values()))
+    failed = {uid: o for uid, o in outcomes.items() if o.status == FAILED}
+    if failed:
+        raise UnitsFailedError(failure_report(outcomes), outcomes)
+    return outcomes
+
+
+def failure_report(outcomes: dict[str, Outcome]) -> str:
+    """The failed units (id, error, log file), the units they kept from running, and what to do."""
+    failed = {uid: o for uid, o in outcomes.items() if o.status == FAILED}
+    blocked = [uid for uid, o in outcomes.items() if o.status == BLOCKED]
+    lines = [f"{len(failed)} of {len(outcomes)} units failed"
+             + (f" and {len(blocked)} were not run because they depend on them" if blocked else "") + ":"]
+    for uid, outcome in failed.items():
+        lines.append(f"  {uid}: {outcome.error}" + (f"\n    log: {outcome.log}" if outcome.log else ""))
+    lines.append("Units that do not depend on them have finished. Fix the cause and run the same command again: "
+                 "it executes only the units that are missing or failed.")
+    return "\n".join(lines)

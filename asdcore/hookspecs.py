@@ -53,6 +53,18 @@ def register_augmentations(register):
 
 
 @hookspec
+def register_executors(register):
+    """Register executors, the engines that run the units of a plan.
+
+    ``register(name, cls)`` with a subclass of :class:`asdcore.Executor`; pipelines and grids choose one
+    with ``executor: {name: ..., params: {...}}`` or ``--executor NAME``. ``cls.Params`` declares the
+    params; ``cls(params).run(units, job, progress)`` must call ``job(unit)`` (anywhere that shares the
+    filesystem) for every unit once its upstream units are done, keep going past failures, and return
+    ``unit id -> Outcome``. The core registers ``local``.
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add CLI verbs. ``cli`` is the root :class:`click.Group` of ``asdcore``; call ``cli.add_command``.
 

@@ -1,7 +1,7 @@
 """The core's vocabulary: the base classes every plugin component derives from."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from .features import FeatureSet
+    from .plan import Unit
 
 SOURCE, TARGET = 0, 1
 NORMAL, ANOMALY, UNKNOWN = 0, 1, -1
@@ -117,6 +118,11 @@ class Dataset:
         from .audio import fit_length
 
         return fit_length(self.load(clip), self.clip_samples, offset)
+
+    def expected_machines(self) -> list[str] | None:
+        """The machine types this dataset will have once its data are ready, known without reading them
+        (e.g. a DCASE year's official list), or None; lets a dry run list the units of missing data."""
+        return None if self.params.machines == "all" else list(self.params.machines)
 
     def class_labels(self) -> tuple[dict[Path, int], int]:
         """Class index of every clip (path -> index) and the number of classes for discriminative
@@ -344,3 +350,41 @@ class Submission:
     scores: np.ndarray
     decisions: np.ndarray | None
     subsets: dict[int, str]
+
+
+DONE, SKIPPED, FAILED, BLOCKED = "done", "skipped", "failed", "blocked"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a unit: ``done`` (executed), ``skipped`` (up to date), ``failed`` (``error`` says why,
+    ``log`` is its log file) or ``blocked`` (not run: an upstream unit failed); ``seconds`` it ran."""
+
+    status: str
+    seconds: float = 0.0
+    reason: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+
+Job = Callable[["Unit"], Outcome]
+
+
+class Executor:
+    """Runs the units of a plan: in this process, in worker processes, as cluster jobs or Ray tasks.
+
+    A unit is plain picklable data and needs nothing but itself and the shared filesystem to execute,
+    so ``job(unit)`` may run anywhere; it never raises for a failing unit but returns a ``failed``
+    :class:`Outcome`. An executor calls ``job`` for each unit once all of its ``deps`` that are among
+    ``units`` are done (:class:`asdcore.Dispatch` keeps that account and shows progress), lets units
+    that do not depend on a failed one go on, and returns ``unit id -> Outcome`` for every unit.
+    Subclasses declare their ``Params`` (the pipeline's ``executor.params``) and implement :meth:`run`.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    def run(self, units: Sequence["Unit"], job: Job, progress: bool = True) -> dict[str, Outcome]:
+        raise NotImplementedError

@@ -32,6 +32,8 @@ STAGES = ("train", "extract", "score", "evaluate")
 STAGE_OF = {"train": "train", "extract": "extract", "score": "score", "evaluate": "evaluate",
             "summary": "evaluate", "plots": "evaluate", "table": "evaluate"}
 LOCKS = ".locks"
+LOGS = "logs"
+DEVICE_KINDS = ("train", "extract")  # the kinds whose units run a model (on a GPU where there is one)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,19 @@ class Unit:
     config: Mapping[str, Any] = field(repr=False)
     config_key: str = field(repr=False)
     lock: Path = field(repr=False)
+    log: Path = field(repr=False)  # what executing it logs, and the traceback of a failure
     scratch: tuple[str, ...] = ()  # other folders whose temporaries belong to this unit
+    prefix: str = ""  # of ``id`` in a grid (``<pipeline>/<dataset>/``); identities use the id without it
+
+    @property
+    def name(self) -> str:
+        """The id within its pipeline (what its record and downstream inputs call it)."""
+        return self.id[len(self.prefix):]
+
+    @property
+    def needs_device(self) -> bool:
+        """Whether the unit runs a model, so that an executor gives it a GPU where there is one."""
+        return self.kind in DEVICE_KINDS
 
     @property
     def key(self) -> str:
@@ -82,6 +96,7 @@ class Plan:
     """Units in an order in which each comes after its upstream units."""
 
     units: list[Unit]
+    missing: str | None = None  # why the data cannot be read (planned for a dry run only)
 
     def __post_init__(self) -> None:
         self._by_id = {u.id: u for u in self.units}
@@ -98,6 +113,8 @@ class Plan:
     def reasons(self, force: bool = False) -> dict[str, str | None]:
         """Why each unit would run now (None: up to date): no record, which inputs changed, outputs
         missing or changed, an upstream unit that runs, or ``--force``."""
+        if self.missing is not None:
+            return {unit.id: f"data missing: {self.missing}" for unit in self.units}
         reasons: dict[str, str | None] = {}
         for unit in self.units:
             if force:
@@ -114,10 +131,12 @@ class Plan:
 class Planner:
     """Builds the plan of one pipeline; clip listings are fingerprinted once per machine type and split."""
 
-    def __init__(self, context: Context, verify_content: bool = False):
+    def __init__(self, context: Context, verify_content: bool = False, prefix: str = "", missing: str | None = None):
         self.ctx = context
         self.verify_content = verify_content
-        self.machines = context.dataset.machines()
+        self.prefix = prefix
+        self.missing = missing
+        self.machines = context.dataset.machines() if missing is None else _expected_machines(context)
         self._digests: dict[tuple[str, str], str] = {}
         self._labels: tuple[dict, int] | None = None
         self._sections: dict[str, list] = {}
@@ -145,9 +164,9 @@ class Planner:
             summaries.append(self._reduction("summary", seed, evaluated, ctx.seed_dir(seed), ("summary.csv",)))
             if ctx.resolved.config.evaluation.plots:
                 self._reduction("plots", seed, evaluated, ctx.seed_dir(seed), ("plots",))
-        self._add("table", "table", summaries, {f"upstream {u.id}": u.key for u in summaries}, ctx.root,
+        self._add("table", "table", summaries, {f"upstream {u.name}": u.key for u in summaries}, ctx.root,
                   ("table.csv", "table.md"), {})
-        return Plan(self.units)
+        return Plan(self.units, self.missing)
 
     # -- units -----------------------------------------------------------------------------------
     def _train(self, seed: int, name: str, machines: list[str]) -> Unit:
@@ -173,7 +192,7 @@ class Planner:
         ctx, r = self.ctx, self.ctx.resolved
         inputs: dict[str, Any] = {"frontend": {"name": r.config.frontend.name, "params": r.frontend_params}}
         if trained is not None:
-            inputs[f"upstream {trained.id}"] = trained.key
+            inputs[f"upstream {trained.name}"] = trained.key
         inputs.update({
             **self._dataset(), f"data {machine}/train": self._listing(machine, "train"),
             f"data {machine}/test": self._listing(machine, "test"), f"metadata {machine}": self._metadata(machine),
@@ -186,7 +205,7 @@ class Planner:
 
     def _score(self, seed: int, machine: str, bid: str, extracted: Unit) -> Unit:
         name, params = self.ctx.resolved.backend_params[bid]
-        inputs = {f"upstream {extracted.id}": extracted.key, "backend": {"name": name, "params": params},
+        inputs = {f"upstream {extracted.name}": extracted.key, "backend": {"name": name, "params": params},
                   "backend seed": BACKEND_SEED, "scorer": self.ctx.resolved.scorer,
                   "versions": self._versions(("backends", name))}
         return self._add(f"seed{seed}/score/{machine}/{bid}", "score", [extracted], inputs,
@@ -194,7 +213,7 @@ class Planner:
 
     def _evaluate(self, seed: int, machine: str, bid: str, scored: Unit) -> Unit:
         r = self.ctx.resolved
-        inputs = {f"upstream {scored.id}": scored.key, "evaluation": {"decision_percentile":
+        inputs = {f"upstream {scored.name}": scored.key, "evaluation": {"decision_percentile":
                   r.config.evaluation.decision_percentile}, "scorer": r.scorer,
                   "subsets": self._subsets(machine),
                   "versions": self._versions(("scorers", r.scorer))}
@@ -203,7 +222,7 @@ class Planner:
                          {"seed": seed, "machine": machine, "backend": bid})
 
     def _reduction(self, kind: str, seed: int, evaluated: list[Unit], directory: Path, outputs: tuple) -> Unit:
-        inputs = {f"upstream {u.id}": u.key for u in evaluated}
+        inputs = {f"upstream {u.name}": u.key for u in evaluated}
         inputs["versions"] = self._versions(("scorers", self.ctx.resolved.scorer))
         return self._add(f"seed{seed}/{kind}", kind, evaluated, inputs, directory, outputs,
                          {"seed": seed, "machines": self.machines})
@@ -211,9 +230,10 @@ class Planner:
     def _add(self, uid: str, kind: str, deps: list[Unit], inputs: dict, directory: Path, outputs: tuple,
              args: dict, scratch: tuple = ()) -> Unit:
         ctx = self.ctx
-        lock = ctx.root / LOCKS / (uid.replace("/", "--") + ".lock")
-        unit = Unit(uid, kind, {d.id: d.record.path for d in deps}, inputs, directory, outputs, args, ctx.config,
-                    ctx.key, lock, scratch)
+        name = uid.replace("/", "--")
+        unit = Unit(self.prefix + uid, kind, {d.id: d.record.path for d in deps}, inputs, directory, outputs, args,
+                    ctx.config, ctx.key, ctx.root / LOCKS / f"{name}.lock", ctx.root / LOGS / f"{name}.log", scratch,
+                    self.prefix)
         self.units.append(unit)
         return unit
 
@@ -226,23 +246,31 @@ class Planner:
                             "version": self._versions(("datasets", self.ctx.resolved.config.dataset.name))}}
 
     def _listing(self, machine: str, split: str) -> str:
+        if self.missing is not None:
+            return "missing"
         if (machine, split) not in self._digests:
             ds = self.ctx.dataset
             self._digests[machine, split] = listing_digest(ds.clips(machine, split), ds.root, self.verify_content)
         return self._digests[machine, split]
 
     def _subsets(self, machine: str) -> list:
+        if self.missing is not None:
+            return []
         if machine not in self._sections:
             self._sections[machine] = sorted(self.ctx.dataset.subsets(machine).items())
         return self._sections[machine]
 
     def _metadata(self, machine: str) -> str:
+        if self.missing is not None:
+            return "missing"
         if (machine, "metadata") not in self._digests:
             ds = self.ctx.dataset
             self._digests[machine, "metadata"] = files_digest(ds.metadata_files(machine), ds.root)
         return self._digests[machine, "metadata"]
 
     def _class_labels(self, machines: list[str]) -> str:
+        if self.missing is not None:
+            return "missing"
         ds = self.ctx.dataset
         if self._labels is None:
             self._labels = ds.class_labels()
@@ -258,10 +286,16 @@ class Planner:
 
 
 def upstream_runs(unit: Unit) -> dict[str, str | None]:
-    """Upstream unit id -> the run id in its record now (None when it has none)."""
-    return {uid: Record(path).run_id for uid, path in unit.upstream.items()}
+    """Upstream unit name (id within the pipeline) -> the run id in its record now (None when it has none)."""
+    return {uid[len(unit.prefix):]: Record(path).run_id for uid, path in unit.upstream.items()}
 
 
-def plan_pipeline(context: Context, verify_content: bool = False) -> Plan:
-    """The plan of every unit of ``context``'s pipeline."""
-    return Planner(context, verify_content).plan()
+def plan_pipeline(context: Context, verify_content: bool = False, prefix: str = "", missing: str | None = None) -> Plan:
+    """The plan of every unit of ``context``'s pipeline, unit ids prefixed with ``prefix``. With ``missing``
+    (why the data cannot be read) the units are planned from the machine types the dataset expects,
+    without reading any data, for a dry run; each says that its data are missing."""
+    return Planner(context, verify_content, prefix, missing).plan()
+
+
+def _expected_machines(context: Context) -> list[str]:
+    return context.dataset.expected_machines() or ["<machine>"]

@@ -25,11 +25,12 @@ KINDS: dict[str, tuple[str, type]] = {
     "datasets": ("register_datasets", interfaces.Dataset),
     "scorers": ("register_scorers", interfaces.Scorer),
     "augmentations": ("register_augmentations", interfaces.Augmentation),
+    "executors": ("register_executors", interfaces.Executor),
 }
 
 
 SINGULAR = {"frontends": "frontend", "losses": "loss", "backends": "backend", "datasets": "dataset",
-            "scorers": "scorer", "augmentations": "augmentation"}
+            "scorers": "scorer", "augmentations": "augmentation", "executors": "executor"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Entry:
     cls: type
     distribution: str
     version: str
+    plugin: str = ""  # the plugin (entry point or module) that registered it
 
 
 @dataclass
@@ -137,7 +139,7 @@ class Registry:
                 def register(name: str, cls: type) -> None:
                     if not (isinstance(cls, type) and issubclass(cls, base)):
                         raise TypeError(f"{kind} {name!r} must be a subclass of asdcore.{base.__name__}")
-                    entry = Entry(name, cls, info.distribution, info.version)
+                    entry = Entry(name, cls, info.distribution, info.version, info.name)
                     if name in tables[kind]:
                         self._conflicts.setdefault((kind, name), [tables[kind][name]]).append(entry)
                     else:
@@ -206,7 +208,7 @@ class Registry:
         plugins = []
         for info in sorted(self.plugins.values(), key=lambda i: (i.distribution, i.name)):
             components = {
-                kind: sorted(n for n, e in tables[kind].items() if e.distribution == info.distribution)
+                kind: sorted(n for n, e in tables[kind].items() if e.plugin == info.name)
                 for kind in KINDS
             }
             plugins.append(

@@ -1,4 +1,7 @@
-"""Conformance checks for backends, for any plugin's tests (no pytest needed).
+"""Conformance checks for backends and executors, for any plugin's tests (no pytest needed).
+
+:func:`check_executor` runs a small graph of probe units on an executor and checks the executor
+contract (each unit once, after its upstream units; a failure blocks only what depends on it).
 
 Each check takes a registered backend name or a :class:`asdcore.Backend` subclass plus optional
 params, runs it on tiny seeded synthetic embeddings, and raises ``AssertionError`` with a message
@@ -16,23 +19,28 @@ naming the backend and the problem. :func:`check_backend` runs them all::
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import AsdcoreError, ConfigError
 from .features import FeatureSet
-from .interfaces import ANOMALY, NORMAL, SOURCE, TARGET, Backend
+from .interfaces import ANOMALY, BLOCKED, DONE, FAILED, NORMAL, SOURCE, TARGET, Backend, Executor, Outcome
 from .params import validate
 from .registry import get_registry
 
 __all__ = [
-    "CHECKS", "Synthetic", "check_anomalies_score_higher", "check_backend", "check_constructible",
-    "check_deterministic", "check_empty_training_is_an_error", "check_fit_score", "check_missing_target_domain",
-    "check_non_finite_is_an_error", "check_train_scores", "create_backend", "synthetic",
+    "CHECKS", "ProbeUnit", "Synthetic", "check_anomalies_score_higher", "check_backend", "check_constructible",
+    "check_deterministic", "check_empty_training_is_an_error", "check_executor", "check_fit_score",
+    "check_missing_target_domain", "check_non_finite_is_an_error", "check_train_scores", "create_backend",
+    "probe_job", "probe_units", "synthetic",
 ]
 
 BackendRef = str | type[Backend]
@@ -266,3 +274,107 @@ def check_backend(backend: BackendRef, params: Mapping[str, Any] | None = None) 
         raise AssertionError(
             f"{_label(backend)} failed {len(failures)} of {len(CHECKS)} conformance checks:\n- " + "\n- ".join(failures)
         )
+
+
+@dataclass(frozen=True)
+class ProbeUnit:
+    """A stand-in for a plan's unit with what executors use (id, kind, deps, needs_device, log, lock):
+    :func:`probe_job` on it writes ``<folder>/<id>.json`` after checking that its upstream units wrote theirs."""
+
+    id: str
+    kind: str
+    deps: tuple[str, ...]
+    folder: str
+    fail: bool = False
+    seconds: float = 0.05
+
+    @property
+    def needs_device(self) -> bool:
+        return self.kind in ("train", "extract")
+
+    @property
+    def log(self) -> Path:
+        return Path(self.folder) / "logs" / f"{self.id}.log"
+
+    @property
+    def lock(self) -> Path:
+        return Path(self.folder) / ".locks" / f"{self.id}.lock"
+
+
+def probe_job(unit: ProbeUnit) -> Outcome:
+    """The job :func:`check_executor` runs: fails where asked, else records its process, its
+    ``CUDA_VISIBLE_DEVICES``, start and end; a unit started before its upstream units finished fails."""
+    started = time.time()
+    missing = [d for d in unit.deps if not (Path(unit.folder) / f"{d}.json").is_file()]
+    if missing or unit.fail:
+        return Outcome(FAILED, error=f"upstream {missing[0]} not done" if missing else "asked to fail",
+                       log=str(unit.log))
+    time.sleep(unit.seconds)
+    record = {"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": started, "end": time.time()}
+    target = Path(unit.folder) / f"{unit.id}.json"
+    if target.exists():
+        return Outcome(FAILED, error="run twice", log=str(unit.log))
+    target.write_text(json.dumps(record))
+    return Outcome(DONE, time.time() - started)
+
+
+def probe_units(folder: Path, seconds: float = 0.05) -> list[ProbeUnit]:
+    """A small graph: two chains train → extract → score, a unit that fails and the ones below it,
+    and a reduction over both chains."""
+    f = str(folder)
+    return [
+        ProbeUnit("train-a", "train", (), f, seconds=seconds), ProbeUnit("train-b", "train", (), f, seconds=seconds),
+        ProbeUnit("extract-a", "extract", ("train-a",), f, seconds=seconds),
+        ProbeUnit("extract-b", "extract", ("train-b",), f, seconds=seconds),
+        ProbeUnit("score-a", "score", ("extract-a",), f, seconds=seconds),
+        ProbeUnit("score-b", "score", ("extract-b",), f, seconds=seconds),
+        ProbeUnit("broken", "extract", (), f, fail=True),
+        ProbeUnit("after-broken", "score", ("broken",), f), ProbeUnit("further", "summary", ("after-broken",), f),
+        ProbeUnit("summary", "summary", ("score-a", "score-b"), f, seconds=seconds),
+    ]
+
+
+def check_executor(executor: str | type[Executor], params: Mapping[str, Any] | None = None,
+                   folder: Path | None = None, units: list[ProbeUnit] | None = None) -> dict[str, dict]:
+    """Run :func:`probe_units` (or ``units``) on an executor and check the contract: every unit runs
+    once, after its upstream units; a failing unit blocks exactly the units below it, and the others
+    run. Returns what each executed unit recorded (process, GPU, start, end)."""
+    import tempfile
+
+    folder = Path(folder or tempfile.mkdtemp(prefix="asdcore-executor-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    units = units or probe_units(folder)
+    if isinstance(executor, str):
+        instance = get_registry().create("executors", executor, params=dict(params or {}))
+    else:
+        instance = executor(validate(executor.Params, dict(params or {}), "executor.params"))
+    outcomes = instance.run(units, probe_job, progress=False)
+    label = f"executor {executor if isinstance(executor, str) else executor.__name__}"
+    _ensure(set(outcomes) == {u.id for u in units}, f"{label}: outcomes for {sorted(outcomes)}, not every unit")
+    failing = {u.id for u in units if u.fail}
+    below = _downstream(units, failing)
+    for unit in units:
+        outcome = outcomes[unit.id]
+        expected = FAILED if unit.id in failing else BLOCKED if unit.id in below else DONE
+        _ensure(outcome.status == expected, f"{label}: {unit.id} is {outcome.status} ({outcome.error}), "
+                                            f"expected {expected}")
+    records = {u.id: json.loads((folder / f"{u.id}.json").read_text()) for u in units
+               if outcomes[u.id].status == DONE}
+    for unit in units:
+        for dep in unit.deps:
+            if unit.id in records and dep in records:
+                _ensure(records[dep]["end"] <= records[unit.id]["start"], f"{label}: {unit.id} started before "
+                                                                          f"its upstream unit {dep} ended")
+    return records
+
+
+def _downstream(units: list[ProbeUnit], roots: set[str]) -> set[str]:
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for unit in units:
+            if unit.id not in found and any(d in roots or d in found for d in unit.deps):
+                found.add(unit.id)
+                changed = True
+    return found

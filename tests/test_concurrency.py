@@ -37,7 +37,7 @@ def start(config) -> subprocess.Popen:
 
 def outputs(root: Path) -> dict[str, bytes]:
     """Every result file of a run (records, locks, models and logs left out)."""
-    skip = (".record.json", ".lock", ".pt", "train_log.csv", "config.yaml")
+    skip = (".record.json", ".lock", ".log", ".pt", "train_log.csv", "config.yaml")
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.name.endswith(skip)}
 

@@ -14,7 +14,7 @@ import soundfile as sf
 import toy_plugin
 from asdcore.config import load_config
 from asdcore.engine import Pipeline
-from asdcore.errors import ArtifactError, AsdcoreError, AudioError, ConfigError
+from asdcore.errors import ArtifactError, AsdcoreError, ConfigError, UnitsFailedError
 
 
 FITS = 6  # one fit for the test scores + 5 cross-fitted folds for the train scores
@@ -144,11 +144,19 @@ def test_runs_are_deterministic(registry, toy_root, tmp_path):
 def test_failure_midway_keeps_finished_work_and_rerun_matches(registry, toy_root, tmp_path):
     reference = run(registry, toy_plugin.pipeline(toy_root, tmp_path / "ref"))
     failing = toy_plugin.pipeline(toy_root, tmp_path / "run", backends=[{"name": "distance", "params": {"fail_on": "beta"}}])
-    with pytest.raises(RuntimeError, match="backend failure on beta"):
+    with pytest.raises(UnitsFailedError, match="RuntimeError: backend failure on beta") as failed:
         run(registry, failing)
+    outcomes = failed.value.outcomes
+    assert {uid for uid, o in outcomes.items() if o.status == "failed"} == {"seed0/score/beta/distance",
+                                                                            "seed1/score/beta/distance"}
+    assert {uid for uid, o in outcomes.items() if o.status == "blocked"} == {
+        "seed0/evaluate/beta/distance", "seed1/evaluate/beta/distance", "seed0/summary", "seed1/summary", "table"}
+    assert outcomes["seed1/evaluate/alpha/distance"].status == "done"  # units not depending on the failure ran
     seed0 = tmp_path / "run" / "toyrun" / "toy" / "seed0"
-    assert (seed0 / "alpha" / "distance" / "score.record.json").exists()
+    assert (seed0 / "alpha" / "distance" / "evaluate.record.json").exists()
     assert not (seed0 / "beta" / "distance").exists()
+    log_file = Path(outcomes["seed0/score/beta/distance"].log)
+    assert "RuntimeError: backend failure on beta" in log_file.read_text() and "Traceback" in log_file.read_text()
     assert not list((tmp_path / "run").rglob(".tmp-*"))
     toy_plugin.CALLS.clear()
     fixed = toy_plugin.pipeline(toy_root, tmp_path / "run")
@@ -182,15 +190,15 @@ def test_bad_audio_names_the_file_and_keeps_finished_work(registry, toy_root, tm
     toy_plugin.make_data(root)
     bad = root / "beta" / "train" / "source_normal_005.wav"
     bad.write_bytes(bad.read_bytes()[:300])
-    with pytest.raises(AudioError, match=f"{bad}.*truncated"):
+    with pytest.raises(UnitsFailedError, match=f"{bad}.*truncated"):
         run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
     assert (tmp_path / "out" / "toyrun" / "toy" / "shared" / "alpha" / "features.h5").exists()
 
     sf.write(bad, np.zeros(2000, dtype=np.float32), 16000)
-    with pytest.raises(AudioError, match=f"{bad}: sample rate 16000 Hz, expected 8000 Hz"):
+    with pytest.raises(UnitsFailedError, match=f"{bad}: sample rate 16000 Hz, expected 8000 Hz"):
         run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
     bad.write_bytes(b"not a wav file at all")
-    with pytest.raises(AudioError, match=f"{bad}: cannot read audio"):
+    with pytest.raises(UnitsFailedError, match=f"{bad}: cannot read audio"):
         run(registry, toy_plugin.pipeline(root, tmp_path / "out", seeds=[0]))
 
 

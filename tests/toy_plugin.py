@@ -57,10 +57,15 @@ class ToyDataset(asdcore.Dataset):
     class Params(asdcore.DatasetParams):
         truth: bool = False
         gain: float = 1.0
+        tag: str = ""  # appended to the id, so that a grid can hold several toy datasets
 
     @property
     def id(self) -> str:
-        return "toy"
+        return "toy" + self.params.tag
+
+    def prepare(self, progress=True, force=False):
+        count("prepare")
+        super().prepare(progress, force)
 
     def available_machines(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())

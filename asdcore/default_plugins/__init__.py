@@ -1,4 +1,4 @@
 """Components the core itself ships, registered through the same hooks as any plugin."""
-from . import scorers
+from . import executors, scorers
 
-DEFAULT_PLUGINS = [scorers]
+DEFAULT_PLUGINS = [executors, scorers]

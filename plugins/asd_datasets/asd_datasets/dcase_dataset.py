@@ -56,6 +56,10 @@ class DcaseDataset(FormattedDataset):
         official = set(self.spec.machines())
         return [m for m in super().available_machines() if m in official]
 
+    def expected_machines(self) -> list[str]:
+        """The year's official machine types (dev and eval) that ``machines`` selects."""
+        return self.spec.machines() if self.params.machines == "all" else list(self.params.machines)
+
     def subsets(self, machine: str) -> dict[int, str]:
         """The year's official sections of ``machine`` that its test clips have."""
         official = self.spec.subsets(machine)

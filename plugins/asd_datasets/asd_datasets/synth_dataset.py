@@ -54,6 +54,9 @@ class SynthDataset(FormattedDataset):
             n_test=p.n_test, clip_seconds=p.clip_seconds, sample_rate=self.sample_rate, seed=p.seed,
         )
 
+    def expected_machines(self) -> list[str]:
+        return list(self.options().machines)
+
     def prepare(self, progress: bool = True, force: bool = False) -> None:
         if self.params.generate:
             synth.generate(self.root, self.options(), progress=progress, force=force)

@@ -1,0 +1,36 @@
+"""What the executors share: unit kinds, resource tables per kind, and the messages for missing extras."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+KINDS = ("train", "extract", "score", "evaluate", "summary", "plots", "table")
+
+
+def check_kinds(resources: dict) -> dict:
+    """``resources`` keys must be ``default`` or a unit kind."""
+    unknown = [key for key in resources if key != "default" and key not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown unit kind(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: default, {', '.join(KINDS)}")
+    return resources
+
+
+def missing_extra(extra: str, package: str) -> str:
+    return (f"executor {extra!r} needs {package}, which is not installed; "
+            f"pip install 'asd-executors[{extra}]' (or pip install {package})")
+
+
+def unit_root(units: Sequence) -> Path:
+    """The folder that holds the outputs of all ``units`` (their pipelines' common parent)."""
+    roots = {os.fspath(unit.lock.parent.parent) for unit in units}
+    return Path(os.path.commonpath(sorted(roots))) if roots else Path.cwd()
+
+
+def worker_logging() -> None:
+    """In a worker process without logging set up, log asdcore's progress (to the job's log)."""
+    logger = logging.getLogger("asdcore")
+    if not logging.getLogger().handlers and logger.level == logging.NOTSET:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
