@@ -52,10 +52,11 @@ class Pipeline:
         data that cannot be read yet give a plan whose units say so instead of an error."""
         try:
             return plan_pipeline(self.context, verify_content, prefix)
-        except (DatasetError, AudioError) as exc:
+        except (DatasetError, AudioError, OSError) as exc:
             if not dry_run:
                 raise
-            return plan_pipeline(self.context, verify_content, prefix, missing=str(exc))
+            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+            return plan_pipeline(self.context, verify_content, prefix, missing=why)
 
     def explain(self, stages: Sequence[str] = STAGES, force: bool = False, verify_content: bool = False) -> list[str]:
         """One line per unit of ``stages``: whether a run would execute or skip it, and why."""
@@ -71,6 +72,10 @@ class Pipeline:
     def prepare(self, force: bool = False) -> None:
         """Make the data ready and write the run's resolved config and plugin versions."""
         self.dataset.prepare(progress=self.context.progress, force=force)
+        self.write_run_files()
+
+    def write_run_files(self) -> None:
+        """The run's resolved config and plugin versions, beside its results."""
         write_text(self.root / "config.yaml", yaml.safe_dump(self.context.config, sort_keys=False))
         write_json(self.root / "versions.json", self.context.registry.versions())
 

@@ -94,7 +94,7 @@ class Grid:
                 pipeline.dataset.prepare(progress=pipeline.context.progress, force=force)
                 prepared.add(key)
         for pipeline in self.pipelines:
-            pipeline.prepare(force=False)
+            pipeline.write_run_files()
 
     def plan(self, force: bool = False, verify_content: bool = False, dry_run: bool = False) -> tuple[Plan, dict]:
         """Every unit of every pipeline (ids ``<pipeline>/<dataset>/<unit>``) and why each would run."""
