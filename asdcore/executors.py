@@ -1,7 +1,6 @@
 """Running units: :func:`perform` executes one unit under its lock, :func:`execute` runs a plan's units
-on an executor and reports failures; ``local``, the core's executor, runs them one after another here.
-
-Other executors (worker processes, SLURM job arrays, Ray tasks) come from plugins through the
+on an executor and reports failures. The core's executor ``local`` is in :mod:`asdcore.local_executor`;
+other executors (worker processes, SLURM job arrays, Ray tasks) come from plugins through the
 ``register_executors`` hook; each gets the units and a picklable ``job`` (see :class:`asdcore.Executor`).
 """
 from __future__ import annotations
@@ -16,10 +15,8 @@ from functools import partial
 from filelock import FileLock
 
 from .context import context_for
-from .dispatch import Dispatch
 from .errors import AsdcoreError, UnitsFailedError
 from .interfaces import BLOCKED, DONE, FAILED, SKIPPED, Executor, Job, Outcome
-from .params import Params
 from .plan import Unit, upstream_runs
 from .reductions import RUNNERS as REDUCTIONS
 from .store import remove_temporaries
@@ -29,24 +26,6 @@ log = logging.getLogger("asdcore")
 
 RUNNERS = {**STAGE_RUNNERS, **REDUCTIONS}
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(message)s"
-
-
-class LocalExecutor(Executor):
-    """Runs the units one after another in this process, in plan order. Usage: ``executor: {name: local}``."""
-
-    class Params(Params):
-        pass
-
-    def __init__(self, params: Params | None = None):
-        super().__init__(params or self.Params())
-
-    def run(self, units: Sequence[Unit], job: Job, progress: bool = True) -> dict[str, Outcome]:
-        dispatch = Dispatch(units, progress)
-        for unit in units:  # each comes after its upstream units
-            if unit.id not in dispatch.outcomes:  # else blocked by a failed upstream unit
-                dispatch.started.add(unit.id)
-                dispatch.finish(unit.id, job(unit))
-        return dispatch.outcomes
 
 
 def job_for(force: bool = False) -> Job:

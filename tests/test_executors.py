@@ -9,7 +9,8 @@ from asdcore.config import load_config
 from asdcore.dispatch import Dispatch
 from asdcore.engine import Pipeline
 from asdcore.errors import UnitsFailedError, UnknownComponentError
-from asdcore.executors import LocalExecutor, failure_report, perform
+from asdcore.executors import failure_report, perform
+from asdcore.local_executor import LocalExecutor
 from asdcore.testing import ProbeUnit, check_executor, probe_job, probe_units
 
 RAN: list[str] = []

@@ -4,7 +4,8 @@ import pickle
 import toy_plugin
 from asdcore.config import load_config
 from asdcore.engine import Pipeline
-from asdcore.executors import LocalExecutor, Outcome
+from asdcore import Outcome
+from asdcore.local_executor import LocalExecutor
 
 
 def plan_of(registry, config):

@@ -1,5 +1,5 @@
 """The core's executor ``local``: the units one after another in this process."""
-from ..executors import LocalExecutor
+from ..local_executor import LocalExecutor
 from ..hookspecs import hookimpl
 
 
