@@ -3,7 +3,9 @@ overview table (per recipe and backend, each dataset subset's mean ± std over s
 
 ```yaml
 name: demo                     # the table goes to <output>/grids/<name>/overview.{csv,md}
-recipes: [../demo.yaml]        # pipeline files, relative to this file
+recipes:                       # pipeline files, relative to this file; `set:` for one recipe alone
+  - ../demo.yaml
+  - {file: ../ae.yaml, set: {frontend.training.epochs: 5}}
 datasets:                      # dataset blocks replacing each recipe's `dataset` (default: the recipe's own)
   - {name: synth, root: data/synth-demo}
 seeds: [0, 1]                  # default: each recipe's own seeds
@@ -41,9 +43,14 @@ log = logging.getLogger("asdcore")
 GRIDS = "grids"
 
 
+class Recipe(Params):
+    file: str
+    set: dict[str, Any] = {}
+
+
 class GridConfig(Params):
     name: str = pydantic.Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    recipes: list[str] = pydantic.Field(min_length=1)
+    recipes: list[Recipe | str] = pydantic.Field(min_length=1)
     datasets: list[DatasetConfig] | None = pydantic.Field(None, min_length=1)
     seeds: list[int] | None = pydantic.Field(None, min_length=1)
     set: dict[str, Any] = {}
@@ -75,7 +82,8 @@ class Grid:
 
     @property
     def folder(self) -> Path:
-        return Path(self.config.output) / GRIDS / self.config.name
+        """``<output>/grids/<name>``, in the output of the pipelines (``--set output=…`` moves both)."""
+        return Path(self.resolved.config.output) / GRIDS / self.config.name
 
     @property
     def resolved(self) -> Resolved:
@@ -96,22 +104,25 @@ class Grid:
         for pipeline in self.pipelines:
             pipeline.write_run_files()
 
-    def plan(self, force: bool = False, verify_content: bool = False, dry_run: bool = False) -> tuple[Plan, dict]:
+    def plan(self, force: bool = False, verify_content: bool = False) -> tuple[Plan, dict]:
         """Every unit of every pipeline (ids ``<pipeline>/<dataset>/<unit>``) and why each would run."""
         units: list[Unit] = []
         reasons: dict[str, str | None] = {}
         for pipeline in self.pipelines:
-            plan = pipeline.plan(verify_content, prefix=_prefix(pipeline.context), dry_run=dry_run)
+            plan = pipeline.plan(verify_content, prefix=_prefix(pipeline.context))
             units += plan.units
             reasons.update(plan.reasons(force))
         return Plan(units), reasons
 
     def explain(self, force: bool = False, verify_content: bool = False) -> list[str]:
         """``run|skip <unit> <why>`` for every unit; units of data that are missing say so."""
-        plan, reasons = self.plan(force, verify_content, dry_run=True)
+        plans = [p.plan(verify_content, prefix=_prefix(p.context), dry_run=True) for p in self.pipelines]
+        plan, reasons = Plan([u for p in plans for u in p]), {k: v for p in plans for k, v in p.reasons(force).items()}
         lines = explain(plan, reasons, STAGES)
         done = sum(r is None for r in reasons.values())
-        return lines + [f"{len(plan)} units: {len(plan) - done} to run, {done} up to date"]
+        missing = sorted({p.missing for p in plans if p.missing is not None})
+        return (lines + [f"{len(plan)} units: {len(plan) - done} to run, {done} up to date"]
+                + [f"data missing: {why}" for why in missing])
 
     def run(self, force: bool = False, verify_content: bool = False, executor: Executor | None = None,
             progress: bool = True) -> GridResult:
@@ -157,17 +168,19 @@ class Grid:
 def load_grid(path: str | Path, overrides: list[str] = (), seeds: str | None = None, executor: str | None = None,
               registry: Registry | None = None, progress: bool = True) -> Grid:
     """Read a grid file and resolve each recipe × dataset as a pipeline with the grid's seeds, overrides
-    (the file's ``set``, then ``overrides``), output and executor; every error names the grid file."""
+    (the file's ``set``, then the recipe's own ``set``, then ``overrides``), output and executor; every
+    error names the grid file."""
     path = Path(path)
     registry = registry or get_registry()
     config = validate(GridConfig, read_yaml(path, "grid"), f"{path}:")
     config = config.model_copy(update={"output": expand_path(config.output, "output")})
     datasets = [d.model_dump() for d in config.datasets] if config.datasets else [None]
     pipelines, seen = [], {}
-    for recipe in config.recipes:
-        recipe_path = (path.parent / expand_path(recipe, "recipes")).resolve()
+    for entry in config.recipes:
+        recipe = entry if isinstance(entry, Recipe) else Recipe(file=entry)
+        recipe_path = (path.parent / expand_path(recipe.file, "recipes")).resolve()
         for index, dataset in enumerate(datasets):
-            where = f"{path}: recipe {recipe}" + (f" × datasets.{index}" if dataset else "")
+            where = f"{path}: recipe {recipe.file}" + (f" × datasets.{index}" if dataset else "")
             data = read_yaml(recipe_path)
             if dataset is not None:
                 data["dataset"] = copy.deepcopy(dataset)
@@ -176,7 +189,7 @@ def load_grid(path: str | Path, overrides: list[str] = (), seeds: str | None = N
             if config.seeds is not None:
                 data["seeds"] = list(config.seeds)
             try:
-                for key, value in config.set.items():
+                for key, value in [*config.set.items(), *recipe.set.items()]:
                     set_value(data, key, copy.deepcopy(value), f"set {key!r}")
                 resolved = load_config(data, list(overrides), seeds, registry, executor)
                 context = Context.create(resolved, registry, progress)

@@ -113,7 +113,8 @@ def test_dry_run_lists_every_unit_and_says_which_data_are_missing(registry, two_
     missing = next(line for line in lines if line.startswith("run   plain/toy-1/seed1/evaluate/<machine>/distance"))
     assert missing.endswith(f"data missing: {tmp_path / 'nowhere'}: No such file or directory")
     assert any(line.startswith("run   plain/toy-0/shared/extract/alpha") and "not done yet" in line for line in lines)
-    assert lines[-1] == f"{len(lines) - 1} units: {len(lines) - 1} to run, 0 up to date"
+    assert lines[-2] == f"{len(lines) - 2} units: {len(lines) - 2} to run, 0 up to date"
+    assert lines[-1] == f"data missing: {tmp_path / 'nowhere'}: No such file or directory"
     assert not (tmp_path / "out").exists()
 
 
@@ -138,3 +139,13 @@ def test_set_and_command_line_overrides_reach_every_pipeline(registry, two_roots
         assert pipeline.resolved.frontend_params["bins"] == 4 and pipeline.resolved.config.seeds == [3]
         assert pipeline.resolved.config.evaluation.decision_percentile == 80
         assert pipeline.resolved.config.output == str(tmp_path / "out")
+
+
+def test_a_recipes_own_set_applies_to_it_alone_after_the_grids(registry, two_roots, tmp_path):
+    path = write_grid(tmp_path, two_roots[:1], set={"backends": [{"id": "near", "name": "distance"}]},
+                      recipes=[recipe(tmp_path, "plain"), {"file": recipe(tmp_path, "own"),
+                                                           "set": {"backends.0.params": {"scale": 5.0}}}])
+    plain, own = load_grid(path, registry=registry).pipelines
+    assert plain.resolved.backend_params == {"near": ("distance", {"scale": 1.0, "fail_on": "", "nan": False,
+                                                                   "delay": 0.0})}
+    assert own.resolved.backend_params["near"][1]["scale"] == 5.0
