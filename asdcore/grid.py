@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,6 @@ class Grid:
 
     config: GridConfig
     pipelines: list[Pipeline]
-    registry: Registry
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -131,21 +129,21 @@ class Grid:
         plan, reasons = self.plan(force, verify_content)
         failure = None
         try:
-            self.outcomes = execute(plan.units, reasons, executor or self.executor(), force, progress)
+            outcomes = execute(plan.units, reasons, executor or self.executor(), force, progress)
         except UnitsFailedError as exc:
-            self.outcomes, failure = exc.outcomes, exc
-        markdown, missing = self.write_overview()
-        return GridResult(markdown, self.folder, missing, self.outcomes, failure)
+            outcomes, failure = exc.outcomes, exc
+        markdown, missing = self.write_overview(plan)
+        return GridResult(markdown, self.folder, missing, outcomes, failure)
 
-    def write_overview(self) -> tuple[str | None, list[str]]:
-        """``overview.csv``/``overview.md`` over the grid's seed runs whose summary is up to date; the
-        markdown says which seed runs it lacks (a failed unit, or a stale summary from an earlier run)."""
+    def write_overview(self, plan: Plan) -> tuple[str | None, list[str]]:
+        """``overview.csv``/``overview.md`` over the grid's seed runs whose summary unit (in ``plan``) is up
+        to date; the markdown says which seed runs it lacks (a failed unit, or a stale summary of an
+        earlier run)."""
         runs, missing = [], []
         for pipeline in self.pipelines:
             ctx = pipeline.context
-            summaries = {u.args["seed"]: u for u in pipeline.plan() if u.kind == "summary"}
             for seed in ctx.resolved.config.seeds:
-                if summaries[seed].stale_reason() is None:
+                if plan[f"{_prefix(ctx)}seed{seed}/summary"].stale_reason() is None:
                     runs.append(ctx.seed_dir(seed))
                 else:
                     missing.append(f"{_prefix(ctx)}seed{seed}")
@@ -200,7 +198,7 @@ def load_grid(path: str | Path, overrides: list[str] = (), seeds: str | None = N
                 raise ConfigError(f"{where}: writes to {folder} as {seen[folder]} does; give the recipes other names")
             seen[folder] = where
             pipelines.append(Pipeline(context))
-    return Grid(config, pipelines, registry)
+    return Grid(config, pipelines)
 
 
 def _prefix(context: Context) -> str:

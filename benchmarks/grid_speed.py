@@ -1,6 +1,6 @@
 """Speed-up and scheduling overhead of executors on a grid with many independent units.
 
-    python benchmarks/grid_speed.py [--executors local,processes,slurm] [--seeds 3] [--epochs 30]
+    python benchmarks/grid_speed.py [--executors local,processes,slurm] [--seeds 3] [--epochs 10]
 
 The grid: the AE trained per machine type (4 synthetic machine types × ``--seeds`` seeds = 12 independent
 training units by default), then extraction, scoring and evaluation: 52 units. The data are generated
@@ -36,7 +36,7 @@ seeds: {seeds}
 output: {output}
 """
 PARAMS = {"local": [], "processes": ["executor.params.workers=2"],
-          "slurm": ["executor.params.cluster=local", "executor.params.max_parallel=2", "executor.params.poll_seconds=0.05"],
+          "slurm": ["executor.params.cluster=local", "executor.params.poll_seconds=0.05"],
           "ray": ["executor.params.num_cpus=2"]}
 SLOTS = {"local": 1, "processes": 2, "slurm": 2, "ray": 2}
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executors", default="local,processes,slurm")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train", type=int, default=190, help="normal source training clips per machine type")
     args = parser.parse_args()
     executors = args.executors.split(",")
@@ -53,6 +53,8 @@ def main() -> None:
         folder = Path(tmp)
         (folder / "ae.yaml").write_text(RECIPE.format(epochs=args.epochs))
         results = {}
+        print(f"{'executor':<10} {'wall s':>8} {'units s':>8} {'speed-up':>9} {'overhead/unit s':>16} {'no-op unit s':>13}",
+              flush=True)
         for name in executors:
             grid_file = folder / f"{name}.yaml"
             grid_file.write_text(GRID.format(data=folder / "data", output=folder / name, train=args.train,
@@ -64,16 +66,12 @@ def main() -> None:
             wall = time.perf_counter() - start
             assert result.failure is None, result.failure
             own = sum(o.seconds for o in result.outcomes.values())
-            results[name] = (wall, own, len(result.outcomes))
-        noop = {name: _noop(name, folder / f"noop-{name}") for name in executors}
-    base = results.get("local", (None,))[0]
-    print(f"grid: AE per machine type × {args.seeds} seeds ({args.epochs} epochs), "
-          f"{next(iter(results.values()))[2]} units")
-    print(f"{'executor':<10} {'wall s':>8} {'units s':>8} {'speed-up':>9} {'overhead/unit s':>16} {'no-op unit s':>13}")
-    for name, (wall, own, units) in results.items():
-        speedup = f"{base / wall:.2f}x" if base else "-"
-        overhead = (wall * SLOTS[name] - own) / units
-        print(f"{name:<10} {wall:8.1f} {own:8.1f} {speedup:>9} {overhead:16.3f} {noop[name]:13.3f}")
+            results[name] = wall
+            speedup = f"{results['local'] / wall:.2f}x" if "local" in results else "-"
+            overhead = (wall * SLOTS[name] - own) / len(result.outcomes)
+            noop = _noop(name, folder / f"noop-{name}")
+            print(f"{name:<10} {wall:8.1f} {own:8.1f} {speedup:>9} {overhead:16.3f} {noop:13.3f}", flush=True)
+    print(f"grid: AE per machine type × {args.seeds} seeds ({args.epochs} epochs), {len(result.outcomes)} units")
 
 
 def _noop(name: str, folder: Path, count: int = 48) -> float:

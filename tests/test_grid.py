@@ -149,3 +149,12 @@ def test_a_recipes_own_set_applies_to_it_alone_after_the_grids(registry, two_roo
     assert plain.resolved.backend_params == {"near": ("distance", {"scale": 1.0, "fail_on": "", "nan": False,
                                                                    "delay": 0.0})}
     assert own.resolved.backend_params["near"][1]["scale"] == 5.0
+
+
+def test_a_single_pipelines_dry_run_lists_its_units_before_its_data_exist(registry, tmp_path):
+    config = toy_plugin.pipeline(tmp_path / "nowhere", tmp_path / "out", seeds=[0],
+                                 dataset={"name": "toy", "root": str(tmp_path / "nowhere"), "machines": ["alpha"]})
+    lines = Pipeline.create(load_config(config, registry=registry), registry, progress=False).explain()
+    assert [line.split()[1] for line in lines] == ["shared/extract/alpha", "seed0/score/alpha/distance",
+                                                   "seed0/evaluate/alpha/distance", "seed0/summary", "table"]
+    assert all(line.endswith(f"data missing: {tmp_path / 'nowhere'}: No such file or directory") for line in lines)

@@ -34,3 +34,12 @@ def worker_logging() -> None:
     logger = logging.getLogger("asdcore")
     if not logging.getLogger().handlers and logger.level == logging.NOTSET:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+
+def limit_threads(threads: int) -> None:
+    """Let torch and OpenMP use ``threads`` threads: more threads than the unit's cores make OpenMP's
+    waiting threads compete for them (several times slower)."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)

@@ -14,6 +14,8 @@ import pydantic
 
 import asdcore
 
+from .common import limit_threads
+
 log = logging.getLogger("asdcore")
 
 CPU = "cpu"
@@ -146,11 +148,7 @@ def _outcome(future: Future, unit, slot: Slot) -> asdcore.Outcome:
 
 def _start_worker(env: dict[str, str], threads: int, level: int) -> None:
     os.environ.update(env)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
     handler = logging.StreamHandler()
     handler.setLevel(level)  # what the console of the parent shows
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
-    import torch
-
-    torch.set_num_threads(threads)
+    limit_threads(threads)

@@ -15,6 +15,7 @@ import asdcore
 from .common import KINDS, check_kinds, missing_extra, unit_root
 
 log = logging.getLogger("asdcore")
+DEFAULT_PARALLEL = 64  # array tasks at once on a SLURM cluster
 
 
 class Resources(asdcore.Params):
@@ -27,14 +28,17 @@ class Resources(asdcore.Params):
     partition: str | None = None
     account: str | None = None
     sbatch: dict[str, Any] = {}  # further #SBATCH options, e.g. {constraint: a100, qos: high}
+    units_per_job: int | None = pydantic.Field(None, ge=1)  # light units share a job, one after another
 
 
-# Per unit kind, before the config's `default` and per-kind resources; the reductions are light.
+# Per unit kind, before the config's `default` and per-kind resources; the reductions are light and
+# take a fraction of a second each, so several share one job.
 BUILT_IN = {
-    "train": Resources(cpus=8, gpus=1, mem_gb=32, time_min=720),
-    "extract": Resources(cpus=8, gpus=1, mem_gb=32, time_min=120),
-    "score": Resources(cpus=4, gpus=0, mem_gb=16, time_min=60),
-    **{kind: Resources(cpus=1, gpus=0, mem_gb=8, time_min=30) for kind in ("evaluate", "summary", "plots", "table")},
+    "train": Resources(cpus=8, gpus=1, mem_gb=32, time_min=720, units_per_job=1),
+    "extract": Resources(cpus=8, gpus=1, mem_gb=32, time_min=120, units_per_job=1),
+    "score": Resources(cpus=4, gpus=0, mem_gb=16, time_min=60, units_per_job=1),
+    **{kind: Resources(cpus=1, gpus=0, mem_gb=8, time_min=30, units_per_job=16)
+       for kind in ("evaluate", "summary", "plots", "table")},
 }
 
 
@@ -50,8 +54,10 @@ class SlurmExecutor(asdcore.Executor):
               train: {gpus: 1, cpus: 8, mem_gb: 32, time_min: 720}
 
     This process submits each set of units that can start together, grouped by kind, as one job array
-    (``max_parallel`` of its jobs at once), waits for them, then submits the units that depend on them:
-    dependencies are honoured, a failed unit blocks only what depends on it. Every unit's job has its
+    (``max_parallel`` of its jobs at once; default 64, on a local cluster the number of cores), waits for them, then submits the units that depend on them:
+    dependencies are honoured, a failed unit blocks only what depends on it. Up to ``units_per_job``
+    units of a kind share a job (built in: 16 for evaluations and reductions, which take a fraction of
+    a second each, else 1). Every unit's job has its
     own log (``folder``, default ``<output>/.submitit``, plus the unit's own log in ``logs/``). A unit
     whose job is preempted or times out is requeued by submitit and resumes (training from its last
     checkpoint); after any other end, a rerun submits exactly the units that are missing or failed.
@@ -62,7 +68,7 @@ class SlurmExecutor(asdcore.Executor):
     class Params(asdcore.Params):
         cluster: Literal["auto", "slurm", "local", "debug"] = "auto"
         folder: str | None = None
-        max_parallel: int = pydantic.Field(64, ge=1)
+        max_parallel: int | None = pydantic.Field(None, ge=1)
         poll_seconds: float = pydantic.Field(10.0, gt=0)
         job_name: str = "asdcore"
         resources: dict[str, Resources] = {}
@@ -83,17 +89,24 @@ class SlurmExecutor(asdcore.Executor):
         folder = Path(p.folder) if p.folder else unit_root(units) / ".submitit"
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=None if p.cluster == "auto" else p.cluster)
         local = executor.cluster != "slurm"
-        dispatch = asdcore.Dispatch(units, progress, p.max_parallel)
-        running: dict[Any, Any] = {}  # submitit job -> unit
+        cores = os.cpu_count() or 1  # shared by the jobs of a local cluster
+        parallel = p.max_parallel or (cores if local else DEFAULT_PARALLEL)
+        dispatch = asdcore.Dispatch(units, progress, parallel)
+        running: dict[Any, list] = {}  # submitit job -> its units
         queue: list = []
         while not dispatch.finished:
             queue += dispatch.ready()
-            room = p.max_parallel - len(running) if local else len(queue)
-            start, queue = queue[:room], queue[room:]
             for kind in KINDS:
-                group = [u for u in start if u.kind == kind]
-                if group:
-                    running.update(self._submit(executor, UnitJob(job), kind, group))
+                group = [u for u in queue if u.kind == kind]
+                size = self.resources(kind).units_per_job
+                jobs = [group[i:i + size] for i in range(0, len(group), size)]
+                if local:
+                    jobs = jobs[:max(0, parallel - len(running))]
+                if jobs:
+                    threads = self.resources(kind).cpus if not local else max(1, cores // parallel)
+                    running.update(self._submit(executor, UnitJob(job, threads), kind, jobs, parallel))
+                    taken = {unit.id for chunk in jobs for unit in chunk}
+                    queue = [u for u in queue if u.id not in taken]
             if executor.cluster == "debug":
                 finished = list(running)
             else:
@@ -101,21 +114,23 @@ class SlurmExecutor(asdcore.Executor):
                 if not finished:
                     time.sleep(min(p.poll_seconds, 0.2) if local else p.poll_seconds)
             for submitted in finished:
-                unit = running.pop(submitted)
-                dispatch.finish(unit.id, _outcome(submitted, unit))
+                chunk = running.pop(submitted)
+                for unit, outcome in zip(chunk, _outcomes(submitted, chunk)):
+                    dispatch.finish(unit.id, outcome)
         return dispatch.outcomes
 
-    def _submit(self, executor, unit_job, kind: str, units: list) -> dict:
+    def _submit(self, executor, unit_job, kind: str, jobs: list[list], parallel: int) -> dict:
         r = self.resources(kind)
         executor.update_parameters(
             name=f"{self.params.job_name}-{kind}", cpus_per_task=r.cpus, gpus_per_node=r.gpus, mem_gb=r.mem_gb,
             timeout_min=r.time_min, slurm_partition=r.partition, slurm_account=r.account,
-            slurm_additional_parameters=dict(r.sbatch), slurm_array_parallelism=self.params.max_parallel,
+            slurm_additional_parameters=dict(r.sbatch), slurm_array_parallelism=parallel,
         )
         with executor.batch():
-            jobs = [executor.submit(unit_job, unit) for unit in units]
-        log.info("submitted %d %s unit(s) as job %s", len(units), kind, jobs[0].job_id.split("_")[0])
-        return dict(zip(jobs, units))
+            submitted = [executor.submit(unit_job, chunk) for chunk in jobs]
+        log.info("submitted %d %s unit(s) in %d job(s) of array %s", sum(map(len, jobs)), kind, len(jobs),
+                 submitted[0].job_id.split("_")[0])
+        return dict(zip(submitted, jobs))
 
     def resources(self, kind: str) -> Resources:
         """Built-in resources of ``kind``, then the config's ``default``, then its ``kind`` entry."""
@@ -126,13 +141,14 @@ class SlurmExecutor(asdcore.Executor):
         return Resources(**merged)
 
 
-def _outcome(submitted, unit) -> asdcore.Outcome:
+def _outcomes(submitted, chunk: list) -> list[asdcore.Outcome]:
     try:
         return submitted.result()
     except Exception as exc:  # the job itself failed: killed, out of memory, cancelled, node failure
         error = f"its job {submitted.job_id} ended without a result ({type(exc).__name__}: {_first_line(exc)})"
-        log.error("%s failed: %s", unit.id, error)
-        return asdcore.Outcome(asdcore.FAILED, error=error, log=os.fspath(submitted.paths.stderr))
+        for unit in chunk:
+            log.error("%s failed: %s", unit.id, error)
+        return [asdcore.Outcome(asdcore.FAILED, error=error, log=os.fspath(submitted.paths.stderr))] * len(chunk)
 
 
 def _first_line(exc: Exception) -> str:

@@ -5,17 +5,19 @@ import submitit
 
 import asdcore
 
-from .common import worker_logging
+from .common import limit_threads, worker_logging
 
 
 class UnitJob(submitit.helpers.Checkpointable):
-    """Runs ``job(unit)`` in the SLURM job. On preemption or time-out submitit calls :meth:`checkpoint`,
-    whose default resubmits the same unit: units are idempotent, and training continues from its last
-    epoch checkpoint."""
+    """Runs ``job(unit)`` for each of its units, one after another, in the SLURM job. On preemption or
+    time-out submitit calls :meth:`checkpoint`, whose default resubmits the same units: units are
+    idempotent (finished ones are found up to date), and training continues from its last epoch checkpoint."""
 
-    def __init__(self, job: asdcore.Job):
+    def __init__(self, job: asdcore.Job, threads: int):
         self.job = job
+        self.threads = threads
 
-    def __call__(self, unit) -> asdcore.Outcome:
+    def __call__(self, units: list) -> list[asdcore.Outcome]:
         worker_logging()
-        return self.job(unit)
+        limit_threads(self.threads)
+        return [self.job(unit) for unit in units]

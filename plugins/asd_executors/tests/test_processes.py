@@ -16,15 +16,17 @@ from asdcore.testing import ProbeUnit, check_executor, probe_units
 
 
 def test_processes_pass_the_conformance_check(tmp_path):
-    records = check_executor("processes", {"workers": 2}, folder=tmp_path)
-    assert len({r["pid"] for r in records.values()}) == 2  # both workers took units
+    records = check_executor("processes", {"workers": 2}, folder=tmp_path / "probe")
     assert os.getpid() not in {r["pid"] for r in records.values()}
+    slow = [ProbeUnit(f"u{i}", "score", (), str(tmp_path / "slow"), seconds=1.0) for i in range(4)]
+    records = check_executor("processes", {"workers": 2}, folder=tmp_path / "slow", units=slow)
+    assert len({r["pid"] for r in records.values()}) == 2  # both workers took units
 
 
 def test_units_that_run_a_model_get_a_gpu_slot_of_their_own(tmp_path):
     """Two faked GPUs, two units per GPU: device units see one GPU each, at most two at a time per GPU;
     the other units run on the CPU workers and see the parent's devices."""
-    units = [ProbeUnit(f"extract-{i}", "extract", (), str(tmp_path), seconds=0.6) for i in range(8)]
+    units = [ProbeUnit(f"extract-{i}", "extract", (), str(tmp_path), seconds=1.0) for i in range(8)]
     units += [ProbeUnit(f"score-{i}", "score", (f"extract-{i}",), str(tmp_path)) for i in range(8)]
     records = check_executor("processes", {"gpus": 2, "units_per_gpu": 2, "workers": 1}, folder=tmp_path,
                              units=units)

@@ -6,7 +6,7 @@ import pytest
 
 import asdcore
 from asd_executors.slurm import SlurmExecutor
-from asdcore.testing import check_executor
+from asdcore.testing import ProbeUnit, check_executor
 
 
 def test_debug_and_local_clusters_pass_the_conformance_check(tmp_path):
@@ -14,16 +14,28 @@ def test_debug_and_local_clusters_pass_the_conformance_check(tmp_path):
     records = check_executor("slurm", {"cluster": "local", "max_parallel": 2, "poll_seconds": 0.1,
                                        "folder": str(tmp_path / "jobs")}, folder=tmp_path / "local")
     assert len({r["pid"] for r in records.values()}) == len(records)  # a process (job) per unit
-    assert len(list((tmp_path / "jobs").glob("*/*_log.err"))) == len(records) + 1  # a log per job, failed one too
+    assert len(list((tmp_path / "jobs").glob("*/*_log.err"))) == 8  # 7 done, 1 failed; 1 summary: 1 job
 
 
 def test_units_that_can_start_together_go_as_one_array_per_kind(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asdcore")
     check_executor("slurm", {"cluster": "debug"}, folder=tmp_path)
     submitted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("submitted")]
-    assert [m.split(" as job")[0] for m in submitted] == [
-        "submitted 2 train unit(s)", "submitted 1 extract unit(s)", "submitted 2 extract unit(s)",
-        "submitted 2 score unit(s)", "submitted 1 summary unit(s)"]
+    assert [m.split(" of array")[0] for m in submitted] == [
+        "submitted 2 train unit(s) in 2 job(s)", "submitted 1 extract unit(s) in 1 job(s)",
+        "submitted 2 extract unit(s) in 2 job(s)", "submitted 2 score unit(s) in 2 job(s)",
+        "submitted 1 summary unit(s) in 1 job(s)"]
+
+
+def test_light_units_share_jobs(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="asdcore")
+    units = [ProbeUnit(f"e{i}", "evaluate", (), str(tmp_path)) for i in range(5)]
+    records = check_executor("slurm", {"cluster": "local", "max_parallel": 3, "poll_seconds": 0.1,
+                                       "folder": str(tmp_path / "jobs"),
+                                       "resources": {"evaluate": {"units_per_job": 2}}}, folder=tmp_path, units=units)
+    assert [r.getMessage().split(" of array")[0] for r in caplog.records if "submitted" in r.getMessage()] == [
+        "submitted 5 evaluate unit(s) in 3 job(s)"]
+    assert len({r["pid"] for r in records.values()}) == 3
 
 
 def test_resources_come_from_the_kind_then_the_default_then_the_kinds_entry():
