@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def worker_logging() -> None:
 
 def limit_threads(threads: int) -> None:
     """Let torch and OpenMP use ``threads`` threads: more threads than the unit's cores make OpenMP's
-    waiting threads compete for them (several times slower)."""
+    waiting threads compete for them (several times slower). torch reads the variable when it is
+    imported; one imported already is told directly."""
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
