@@ -50,9 +50,9 @@ def test_a_grid_equals_its_pipelines_run_one_by_one(registry, two_roots, tmp_pat
     grid = load_grid(write_grid(tmp_path, two_roots), registry=registry, progress=False)
     assert [(p.resolved.config.name, p.dataset.id) for p in grid.pipelines] == [
         ("plain", "toy-0"), ("plain", "toy-1"), ("trained", "toy-0"), ("trained", "toy-1")]
-    toy_plugin.CALLS.clear()
+    toy_plugin.PREPARED.clear()
     result = grid.run(progress=False)
-    assert toy_plugin.CALLS["prepare"] == 2  # each dataset made ready once for its two recipes
+    assert sorted(toy_plugin.PREPARED) == sorted(two_roots)  # each dataset made ready once for its two recipes
     assert result.failure is None and result.missing == []
     assert "| trained / far | " in result.markdown and "toy-1 dev" in result.markdown
     assert all(o.status == "done" for o in result.outcomes.values())

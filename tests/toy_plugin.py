@@ -17,6 +17,7 @@ from asdcore.training import TorchFrontend
 SR = 8000
 SECONDS = 0.25
 CALLS: dict[str, int] = {}
+PREPARED: list[Path] = []  # the roots ToyDataset.prepare was called for
 
 
 def count(name: str) -> None:
@@ -64,7 +65,7 @@ class ToyDataset(asdcore.Dataset):
         return "toy" + self.params.tag
 
     def prepare(self, progress=True, force=False):
-        count("prepare")
+        PREPARED.append(self.root)
         super().prepare(progress, force)
 
     def available_machines(self) -> list[str]:

@@ -81,43 +81,51 @@ class SlurmExecutor(asdcore.Executor):
     def run(self, units: Sequence, job: asdcore.Job, progress: bool = True) -> dict[str, asdcore.Outcome]:
         try:
             import submitit
-
-            from .slurm_job import UnitJob
         except ImportError:
             raise asdcore.ConfigError(missing_extra("slurm", "submitit")) from None
         p = self.params
         folder = Path(p.folder) if p.folder else unit_root(units) / ".submitit"
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=None if p.cluster == "auto" else p.cluster)
-        local = executor.cluster != "slurm"
-        cores = os.cpu_count() or 1  # shared by the jobs of a local cluster
-        parallel = p.max_parallel or (cores if local else DEFAULT_PARALLEL)
+        parallel = p.max_parallel or {"slurm": DEFAULT_PARALLEL, "local": os.cpu_count() or 1}.get(executor.cluster, 1)
         dispatch = asdcore.Dispatch(units, progress, parallel)
         running: dict[Any, list] = {}  # submitit job -> its units
         queue: list = []
         while not dispatch.finished:
-            queue += dispatch.ready()
-            for kind in KINDS:
-                group = [u for u in queue if u.kind == kind]
-                size = self.resources(kind).units_per_job
-                jobs = [group[i:i + size] for i in range(0, len(group), size)]
-                if local:
-                    jobs = jobs[:max(0, parallel - len(running))]
-                if jobs:
-                    threads = self.resources(kind).cpus if not local else max(1, cores // parallel)
-                    running.update(self._submit(executor, UnitJob(job, threads), kind, jobs, parallel))
-                    taken = {unit.id for chunk in jobs for unit in chunk}
-                    queue = [u for u in queue if u.id not in taken]
-            if executor.cluster == "debug":
-                finished = list(running)
-            else:
-                finished = [j for j in running if j.done()]
-                if not finished:
-                    time.sleep(min(p.poll_seconds, 0.2) if local else p.poll_seconds)
-            for submitted in finished:
+            queue = self._start(executor, job, queue + dispatch.ready(), running, parallel)
+            for submitted in self._finished(executor, running):
                 chunk = running.pop(submitted)
                 for unit, outcome in zip(chunk, _outcomes(submitted, chunk)):
                     dispatch.finish(unit.id, outcome)
         return dispatch.outcomes
+
+    def _start(self, executor, job: asdcore.Job, queue: list, running: dict, parallel: int) -> list:
+        """Submit the queued units, a job array per kind (``units_per_job`` units a job); on a local
+        cluster, which starts every job it is given at once, only as many as may run. Returns the rest."""
+        from .slurm_job import UnitJob  # needs submitit
+
+        cluster = executor.cluster  # slurm, local (a process per job on this machine) or debug (in this process)
+        for kind in KINDS:
+            group = [u for u in queue if u.kind == kind]
+            size = self.resources(kind).units_per_job
+            jobs = [group[i:i + size] for i in range(0, len(group), size)]
+            if cluster == "local":
+                jobs = jobs[:max(0, parallel - len(running))]
+            if jobs:
+                threads = {"slurm": self.resources(kind).cpus,
+                           "local": max(1, (os.cpu_count() or 1) // parallel)}.get(cluster)
+                running.update(self._submit(executor, UnitJob(job, threads), kind, jobs, parallel))
+                taken = {unit.id for chunk in jobs for unit in chunk}
+                queue = [u for u in queue if u.id not in taken]
+        return queue
+
+    def _finished(self, executor, running: dict) -> list:
+        """The jobs that ended (debug jobs run now, in this process); waits ``poll_seconds`` when none did."""
+        if executor.cluster == "debug":
+            return list(running)
+        finished = [j for j in running if j.done()]
+        if not finished:
+            time.sleep(self.params.poll_seconds if executor.cluster == "slurm" else min(self.params.poll_seconds, 0.2))
+        return finished
 
     def _submit(self, executor, unit_job, kind: str, jobs: list[list], parallel: int) -> dict:
         r = self.resources(kind)

@@ -13,11 +13,12 @@ class UnitJob(submitit.helpers.Checkpointable):
     time-out submitit calls :meth:`checkpoint`, whose default resubmits the same units: units are
     idempotent (finished ones are found up to date), and training continues from its last epoch checkpoint."""
 
-    def __init__(self, job: asdcore.Job, threads: int):
+    def __init__(self, job: asdcore.Job, threads: int | None):
         self.job = job
-        self.threads = threads
+        self.threads = threads  # None: leave them (a debug job runs in the submitting process)
 
     def __call__(self, units: list) -> list[asdcore.Outcome]:
         worker_logging()
-        limit_threads(self.threads)
+        if self.threads is not None:
+            limit_threads(self.threads)
         return [self.job(unit) for unit in units]
