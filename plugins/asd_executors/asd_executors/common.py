@@ -1,11 +1,18 @@
 """What the executors share: unit kinds, resource tables per kind, and the messages for missing extras."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import pydantic
+
+import asdcore
 
 KINDS = ("train", "extract", "score", "evaluate", "summary", "plots", "table")
 
@@ -19,9 +26,18 @@ def check_kinds(resources: dict) -> dict:
     return resources
 
 
-def missing_extra(extra: str, package: str) -> str:
-    return (f"executor {extra!r} needs {package}, which is not installed; "
-            f"pip install 'asd-executors[{extra}]' (or pip install {package})")
+def resource_table(resources: type) -> Any:
+    """The type of an executor's ``resources`` param: unit kind (or ``default``) -> ``resources``."""
+    return Annotated[dict[str, resources], pydantic.AfterValidator(check_kinds)]
+
+
+def require(package: str, extra: str) -> ModuleType:
+    """Import ``package``, the engine of the executor ``extra``; its absence is an error saying what to install."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise asdcore.ConfigError(f"executor {extra!r} needs {package}, which is not installed; "
+                                  f"pip install 'asd-executors[{extra}]' (or pip install {package})") from None
 
 
 def unit_root(units: Sequence) -> Path:

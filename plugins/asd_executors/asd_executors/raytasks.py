@@ -8,7 +8,7 @@ import pydantic
 
 import asdcore
 
-from .common import check_kinds, missing_extra, worker_logging
+from .common import require, resource_table, worker_logging
 
 log = logging.getLogger("asdcore")
 
@@ -40,18 +40,10 @@ class RayExecutor(asdcore.Executor):
         num_cpus: int | None = pydantic.Field(None, ge=1)
         num_gpus: int | None = pydantic.Field(None, ge=0)
         retries: int = pydantic.Field(0, ge=0)
-        resources: dict[str, Resources] = {}
-
-        @pydantic.field_validator("resources")
-        @classmethod
-        def _known_kinds(cls, value: dict) -> dict:
-            return check_kinds(value)
+        resources: resource_table(Resources) = {}
 
     def run(self, units: Sequence, job: asdcore.Job, progress: bool = True) -> dict[str, asdcore.Outcome]:
-        try:
-            import ray
-        except ImportError:
-            raise asdcore.ConfigError(missing_extra("ray", "ray")) from None
+        ray = require("ray", "ray")
         p = self.params
         started_here = not ray.is_initialized()
         if started_here:

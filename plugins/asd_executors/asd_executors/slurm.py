@@ -12,7 +12,7 @@ import pydantic
 
 import asdcore
 
-from .common import KINDS, check_kinds, missing_extra, unit_root
+from .common import KINDS, require, resource_table, unit_root
 
 log = logging.getLogger("asdcore")
 DEFAULT_PARALLEL = 64  # array tasks at once on a SLURM cluster
@@ -71,18 +71,10 @@ class SlurmExecutor(asdcore.Executor):
         max_parallel: int | None = pydantic.Field(None, ge=1)
         poll_seconds: float = pydantic.Field(10.0, gt=0)
         job_name: str = "asdcore"
-        resources: dict[str, Resources] = {}
-
-        @pydantic.field_validator("resources")
-        @classmethod
-        def _known_kinds(cls, value: dict) -> dict:
-            return check_kinds(value)
+        resources: resource_table(Resources) = {}
 
     def run(self, units: Sequence, job: asdcore.Job, progress: bool = True) -> dict[str, asdcore.Outcome]:
-        try:
-            import submitit
-        except ImportError:
-            raise asdcore.ConfigError(missing_extra("slurm", "submitit")) from None
+        submitit = require("submitit", "slurm")
         p = self.params
         folder = Path(p.folder) if p.folder else unit_root(units) / ".submitit"
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=None if p.cluster == "auto" else p.cluster)
