@@ -22,4 +22,4 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) results data/synth-demo
+	rm -rf $(VENV) results data/synth-demo data/synth-grid-demo

@@ -1,9 +1,4 @@
 import csv
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py

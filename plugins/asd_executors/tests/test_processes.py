@@ -7,9 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-import asdcore
 from asd_executors.processes import ProcessesExecutor, visible_gpus
 from asdcore.grid import load_grid
 from asdcore.testing import ProbeUnit, check_executor, probe_units
