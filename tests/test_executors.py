@@ -59,7 +59,7 @@ def test_the_config_and_the_command_line_choose_the_executor(with_reverse, toy_r
     pipeline.run()
     assert set(RAN) == {u.id for u in pipeline.plan()}
     local = load_config(config, registry=with_reverse, executor="local")
-    assert local.config.executor.name == "local" and local.executor_params == {}
+    assert local.config.executor.name == "local" and local.executor_params == {"threads": None}
     with pytest.raises(asdcore.ConfigError, match=r"executor.params.workers: unknown key 'workers'; allowed keys: label"):
         load_config(config, ["executor.params.workers=2"], registry=with_reverse)
     with pytest.raises(UnknownComponentError, match="unknown executor 'revers'.*local, reverse.*Did you mean 'reverse'"):
@@ -119,3 +119,14 @@ def test_probe_units_are_picklable_and_fail_when_run_too_early(tmp_path):
     unit = ProbeUnit("late", "score", ("early",), str(tmp_path))
     outcome = probe_job(unit)
     assert outcome.status == "failed" and outcome.error == "upstream early not done"
+
+
+def test_the_local_executor_runs_units_with_the_threads_it_is_given(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+    units = [ProbeUnit("only", "train", (), str(tmp_path))]
+    LocalExecutor(LocalExecutor.Params(threads=1)).run(units, lambda u: seen.append(torch.get_num_threads())
+                                                       or asdcore.Outcome("done"), progress=False)
+    assert seen == [1] and torch.get_num_threads() == before
