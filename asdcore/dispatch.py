@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
@@ -65,11 +65,6 @@ class Dispatch:
         self._show()
         if self.finished:
             self._bar.close()
-
-    def fail(self, units: Iterable[Unit], error: str) -> None:
-        """Record ``error`` as the failure of each of ``units`` (e.g. when their worker died)."""
-        for unit in units:
-            self.finish(unit.id, Outcome(FAILED, error=error, log=str(unit.log)))
 
     def _block(self, failed: str) -> None:
         stack = list(self.downstream[failed])
