@@ -8,13 +8,15 @@ frontend:
   params: {}
   loss: {name: scac, params: {}}          # trainable frontends only
   augmentations: [{name: mixup, params: {prob: 0.5}}]
-  training: {epochs: 16, batch_size: 64, lr: 0.001, scope: shared}
+  training: {epochs: 16, batch_size: 64, lr: 0.001, scope: shared,
+             precision: 32, devices: 1}     # 32 | bf16-mixed | 16-mixed; devices > 1: DDP
 backends: [{name: knn, params: {}}]       # optional `id:` names the result folder (default: name)
 scorer: null                              # default: the dataset's official scorer
 seeds: [0, 1]
 output: results
 device: auto                              # auto (CUDA when present), cpu or cuda
-extraction: {batch_size: 64, num_workers: 0}
+audio_cache: true                         # decoded clips kept as memory-mapped arrays under <output>/audio_cache
+extraction: {batch_size: 64, num_workers: 0, precision: 32}
 evaluation: {decision_percentile: 90, plots: false}   # threshold: percentile of a gamma fit to train scores
 executor: {name: local, params: {}}       # what runs the units: local, processes, slurm, ray (asd-executors)
 ```
@@ -52,6 +54,15 @@ class TrainingConfig(Params):
     warmup_steps: int = pydantic.Field(0, ge=0)
     scope: Literal["shared", "per_machine"] = "shared"
     num_workers: int = pydantic.Field(0, ge=0)
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    devices: int = pydantic.Field(1, ge=1)
+    strategy: Literal["auto", "ddp"] = "auto"
+    compile: bool = False
+    tf32: bool = True
+    gradient_clip_norm: float | None = pydantic.Field(None, gt=0)
+    accumulate_grad_batches: int = pydantic.Field(1, ge=1)
+
+    _precision = pydantic.field_validator("precision", mode="before")(lambda value: _precision_text(value))
 
 
 class FrontendConfig(Component):
@@ -63,6 +74,14 @@ class FrontendConfig(Component):
 class ExtractionConfig(Params):
     batch_size: int = pydantic.Field(64, ge=1)
     num_workers: int = pydantic.Field(0, ge=0)
+    precision: Literal["32", "bf16-mixed"] = "32"
+
+    _precision = pydantic.field_validator("precision", mode="before")(lambda value: _precision_text(value))
+
+
+def _precision_text(value: Any) -> Any:
+    """YAML reads ``precision: 32`` as a number; the choices are strings."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class EvaluationConfig(Params):
@@ -84,6 +103,7 @@ class PipelineConfig(Params):
     seeds: list[int] = pydantic.Field([0], min_length=1)
     output: str = "results"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    audio_cache: bool = True
     extraction: ExtractionConfig = ExtractionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     executor: Component = Component(name="local")

@@ -190,7 +190,8 @@ class Planner:
 
     def _extract(self, seed: int | None, machine: str, trained: Unit | None) -> Unit:
         ctx, r = self.ctx, self.ctx.resolved
-        inputs: dict[str, Any] = {"frontend": {"name": r.config.frontend.name, "params": r.frontend_params}}
+        inputs: dict[str, Any] = {"frontend": {"name": r.config.frontend.name, "params": r.frontend_params},
+                                  "precision": r.config.extraction.precision}
         if trained is not None:
             inputs[f"upstream {trained.name}"] = trained.key
         inputs.update({
