@@ -30,7 +30,7 @@ __all__ = [
     "AudioError", "Augmentation", "Backend", "Clip", "ConfigError", "Dataset", "DatasetError", "DatasetParams",
     "Dispatch", "DuplicateNameError", "Evaluation", "Executor", "FeatureSet", "Frontend", "FrontendOutput",
     "FrontendSpec", "Job", "Loss", "Outcome", "Params", "Scorer", "TrainData", "UnitsFailedError",
-    "UnknownComponentError", "create", "hookimpl", "registered",
+    "UnknownComponentError", "create", "gather", "hookimpl", "registered",
 ]
 
 
@@ -42,3 +42,11 @@ def create(kind: str, name: str, **params: Any) -> Any:
 def registered(kind: str) -> list[str]:
     """The registered names of one kind (``frontends``, ``losses``, ``backends``, ...)."""
     return get_registry().names(kind)
+
+
+def gather(tensor: Any) -> Any:
+    """The tensors of every process of a data-parallel training concatenated along dim 0 (rank order);
+    ``tensor`` itself in a single process. For batch statistics that must cover the global batch."""
+    from .distributed import gather as gather_tensors
+
+    return gather_tensors(tensor)

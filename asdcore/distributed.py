@@ -60,6 +60,40 @@ def nodes() -> int:
     return int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
 
 
+def fabric(accelerator: str, precision: str = "32", ddp: bool = False):
+    """A launched Lightning Fabric for this process: on one device, or as one process of the launch's
+    data-parallel group (``ddp`` makes a group even of one process). The group's connection is made once
+    per process and kept."""
+    from lightning_fabric import Fabric
+    from lightning_fabric.strategies import DDPStrategy
+
+    environment = cluster_environment()
+    if environment is None and not ddp:
+        instance = Fabric(accelerator=accelerator, devices=1, precision=precision)
+    else:
+        count = nodes() if environment is not None else 1
+        world = environment.world_size() if environment is not None else 1
+        strategy = DDPStrategy(cluster_environment=environment,
+                               process_group_backend="nccl" if accelerator == "cuda" else "gloo")
+        instance = Fabric(accelerator=accelerator, devices=world // count, num_nodes=count, strategy=strategy,
+                          precision=precision)
+    instance.launch()
+    return instance
+
+
+def connect(accelerator: str) -> None:
+    """Join the data-parallel group of the processes a launcher (``torchrun``, ``srun``) started, so that
+    they can wait for each other before training (:func:`barrier`)."""
+    if launched_world() > 1 and not (dist.is_available() and dist.is_initialized()):
+        fabric(accelerator)
+
+
+def barrier() -> None:
+    """Wait for every process of the group (nothing to wait for outside one)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
 def gather(tensor: torch.Tensor) -> torch.Tensor:
     """The tensors of every process concatenated along dim 0 in rank order (lengths may differ); the
     input itself outside a data-parallel training. Not differentiable: for statistics only."""
@@ -99,7 +133,9 @@ def spawn(function: Callable, args: tuple, processes: int) -> None:
 def _run_rank(local_rank: int, function: Callable, args: tuple, processes: int, port: int, errors) -> None:
     os.environ.update({"RANK": str(local_rank), "LOCAL_RANK": str(local_rank), "GROUP_RANK": "0",
                        "LOCAL_WORLD_SIZE": str(processes), "WORLD_SIZE": str(processes),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": f"asdcore-{port}"})
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
     try:
         function(*args)
     except Exception as exc:

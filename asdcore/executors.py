@@ -14,6 +14,7 @@ from functools import partial
 
 from filelock import FileLock
 
+from . import distributed
 from .context import context_for
 from .errors import AsdcoreError, UnitsFailedError
 from .interfaces import BLOCKED, DONE, FAILED, SKIPPED, Executor, Job, Outcome
@@ -38,6 +39,8 @@ def perform(unit: Unit, force: bool = False) -> Outcome:
     waits for the lock and then finds the unit done. Temporaries of a killed earlier attempt are removed
     only under the lock, so a live process's temporaries are never touched. What it logs goes to
     ``unit.log`` too; an error becomes a ``failed`` outcome (the traceback is in the log)."""
+    if distributed.launched_world() > 1 and not distributed.is_main():
+        return _follow(unit)
     reason = "--force" if force else unit.stale_reason()
     if reason is None:
         return Outcome(SKIPPED)
@@ -60,7 +63,7 @@ def perform(unit: Unit, force: bool = False) -> Outcome:
             if force:
                 for scratch in unit.scratch:
                     shutil.rmtree(unit.directory / scratch, ignore_errors=True)
-            artifacts = RUNNERS[unit.kind](unit, context_for(unit.config, unit.config_key))
+            artifacts = _run(unit)
             unit.record.write(unit.key, unit.inputs, artifacts, upstream_runs(unit))
         return Outcome(DONE, time.perf_counter() - started, reason, log=str(unit.log))
     except Exception as exc:
@@ -74,6 +77,40 @@ def perform(unit: Unit, force: bool = False) -> Outcome:
             log.removeHandler(handler)
             handler.close()
         log.setLevel(level)
+
+
+def _run(unit: Unit) -> list[str]:
+    """The unit's runner in this process; a training on N > 1 devices in N new processes (rank 0 writes)."""
+    context = context_for(unit.config, unit.config_key)
+    devices = context.resolved.config.frontend.training.devices
+    if unit.kind == "train" and devices > 1 and distributed.launched_world() == 1:
+        distributed.spawn(_train_rank, (unit,), devices)
+        return list(unit.outputs)
+    return RUNNERS[unit.kind](unit, context)
+
+
+def _train_rank(unit: Unit) -> None:
+    """One process of a data-parallel training started by :func:`_run`; rank 0 logs to the unit's log."""
+    if distributed.is_main():
+        handler = logging.FileHandler(unit.log)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    RUNNERS["train"](unit, context_for(unit.config, unit.config_key))
+
+
+def _follow(unit: Unit) -> Outcome:
+    """A process other than rank 0 of a ``torchrun``/``srun`` launch: it takes part in the trainings and
+    leaves every other unit, the records and the logs to rank 0."""
+    if unit.kind != "train":
+        return Outcome(SKIPPED)
+    started = time.perf_counter()
+    try:
+        RUNNERS["train"](unit, context_for(unit.config, unit.config_key))
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
+        return Outcome(FAILED, time.perf_counter() - started, error=f"rank {distributed.rank()}: {error}")
+    return Outcome(DONE, time.perf_counter() - started)
 
 
 def execute(units: Sequence[Unit], reasons: Mapping[str, str | None], executor: Executor, force: bool = False,

@@ -298,11 +298,7 @@ def _raise_if_non_finite(fabric, bad_step: torch.Tensor, bad_value: torch.Tensor
 
 def _fabric(cfg, device: torch.device):
     """A launched Fabric for the training's device, precision and processes."""
-    from lightning_fabric import Fabric
-    from lightning_fabric.strategies import DDPStrategy
-
-    environment = distributed.cluster_environment()
-    world = environment.world_size() if environment is not None else 1
+    world = distributed.launched_world()
     if world != cfg.devices:
         raise AsdcoreError(
             f"frontend.training.devices is {cfg.devices} but {world} training process(es) run: let `asdcore` start "
@@ -312,15 +308,7 @@ def _fabric(cfg, device: torch.device):
         raise ConfigError("frontend.training.precision: 16-mixed needs a CUDA device; use bf16-mixed on the CPU")
     if accelerator == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
-    if world == 1:
-        fabric = Fabric(accelerator=accelerator, devices=1, precision=cfg.precision)
-    else:
-        strategy = DDPStrategy(cluster_environment=environment,
-                               process_group_backend="nccl" if accelerator == "cuda" else "gloo")
-        fabric = Fabric(accelerator=accelerator, devices=world // distributed.nodes(), num_nodes=distributed.nodes(),
-                        strategy=strategy, precision=cfg.precision)
-    fabric.launch()
-    return fabric
+    return distributed.fabric(accelerator, cfg.precision, ddp=cfg.strategy == "ddp")
 
 
 def _random_states() -> dict:

@@ -57,17 +57,20 @@ def _soft_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor) -> torch.
 
 def _dynamic_scale(scale: torch.Tensor, cos: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """AdaCos: s ← ln(B)/cos(min(π/4, θ_med)), B = (1/N_batch)·Σ_i Σ_{j: y_ij<1} exp(s·cos_ij),
-    θ_med = median angle (``torch.median``: the lower middle value) at entries with y_ij = 1.
+    θ_med = median angle (the lower middle value, as ``torch.median``) at entries with y_ij = 1.
 
-    ``scale`` is returned unchanged when the batch has no entry with y = 1 (e.g. every sample mixed up)
-    or none with y < 1.
+    In a data-parallel training B and θ_med cover the global batch (:func:`asdcore.gather`), so every
+    process computes the scale a single process would. ``scale`` is returned unchanged when the batch
+    has no entry with y = 1 (e.g. every sample mixed up) or none with y < 1. No host synchronisation.
     """
     hit, miss = target == 1, target < 1
-    if not hit.any() or not miss.any():
-        return scale
-    log_b = torch.logsumexp(scale * cos[miss], dim=0) - math.log(len(cos))
-    theta_med = torch.median(_angle(cos[hit]))
-    return log_b / torch.cos(theta_med.clamp(max=math.pi / 4))
+    sums = asdcore.gather(torch.logsumexp(torch.where(miss, scale * cos, -torch.inf).flatten(), dim=0)[None])
+    count = asdcore.gather(cos.new_tensor([len(cos)])).sum()
+    angles = asdcore.gather(torch.where(hit, _angle(cos), torch.nan).flatten())
+    log_b = torch.logsumexp(sums, dim=0) - torch.log(count)
+    theta_med = torch.nanmedian(angles)
+    updated = log_b / torch.cos(theta_med.clamp(max=math.pi / 4))
+    return torch.where(torch.isfinite(log_b) & ~torch.isnan(theta_med), updated, scale)
 
 
 class _AngularLoss(asdcore.Loss, torch.nn.Module):
