@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio_cache import AudioCache, open_cache
 from .config import Resolved, load_config
 from .errors import ConfigError
 from .features import SHARED
@@ -75,6 +76,17 @@ class Context:
     def root(self) -> Path:
         cfg = self.resolved.config
         return Path(cfg.output) / cfg.name / self.dataset.id
+
+    def audio_cache_dir(self, machine: str, split: str) -> Path:
+        """``<output>/audio_cache/<dataset id>/<machine>/<split>``: shared by every pipeline writing to ``output``."""
+        return Path(self.resolved.config.output) / "audio_cache" / self.dataset.id / machine / split
+
+    def audio_cache(self, machine: str, split: str, planned: str | None = None) -> AudioCache:
+        """The decoded clips of ``machine``/``split``, built on first use (``planned``: see :func:`open_cache`)."""
+        r = self.resolved
+        params = {k: v for k, v in r.dataset_params.items() if k != "machines"}
+        return open_cache(self.dataset, self.dataset.clips(machine, split), self.audio_cache_dir(machine, split),
+                          {"name": r.config.dataset.name, "params": params}, planned, self.progress)
 
     def seed_dir(self, seed: int) -> Path:
         return self.root / f"seed{seed}"

@@ -10,6 +10,8 @@ import io
 import json
 import logging
 import shutil
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,13 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from .audio import fit_length
+from .audio_cache import CachedLoad
+from . import distributed
 from .context import BACKEND_SEED, Context, seed_everything
 from .errors import AsdcoreError
 from .features import FeatureSet, load_features, save_features
-from .interfaces import UNKNOWN, Clip, Dataset, Evaluation, Frontend, TrainData
+from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, TrainData
 from .metrics import gamma_threshold
 from .plan import Unit
 from .store import write_json, write_text
@@ -46,16 +51,26 @@ def train(unit: Unit, ctx: Context) -> list[str]:
     work = unit.directory / "work"
     work.mkdir(parents=True, exist_ok=True)
     data = TrainData(
-        clips=clips, load=dataset.load, clip_samples=dataset.clip_samples,
+        clips=clips, load=_loader(ctx, unit, machines, "train"), clip_samples=dataset.clip_samples,
         labels=np.array([classes[c.path] for c in clips]), num_classes=num_classes, training=cfg.training,
         make_loss=_loss_factory(ctx), augmentations=augmentations, device=ctx.device, seed=seed, workdir=work,
         identity=unit.checkpoint_identity,
     )
     frontend.fit(data)
+    if not distributed.is_main():  # the other processes of a data-parallel training leave the artifacts to rank 0
+        return []
     _save_model(frontend, unit.directory / "model")
     write_csv(unit.directory / "train_log.csv", data.log)
     write_text(unit.directory / "config.yaml", yaml.safe_dump(ctx.config, sort_keys=False))
     return ["model", "train_log.csv", "config.yaml"]
+
+
+def _loader(ctx: Context, unit: Unit, machines: list[str], split: str) -> Callable[[Clip], np.ndarray]:
+    """``load(clip)`` for the clips of ``machines``/``split``: through the audio cache unless it is off."""
+    if not ctx.resolved.config.audio_cache:
+        return ctx.dataset.load
+    return CachedLoad({(m, split): ctx.audio_cache(m, split, unit.inputs.get(f"data {m}/{split}"))
+                       for m in machines})
 
 
 def _loss_factory(ctx: Context):
@@ -87,26 +102,34 @@ def extract(unit: Unit, ctx: Context) -> list[str]:
     if ctx.trains:
         frontend.load(ctx.model_dir(seed, machine))
     path = unit.directory / unit.outputs[0]
-    save_features(path, {split: _extract_split(ctx, frontend, machine, split) for split in ("train", "test")})
+    save_features(path, {split: _extract_split(ctx, frontend, machine, split, _loader(ctx, unit, [machine], split))
+                         for split in ("train", "test")})
     return list(unit.outputs)
 
 
-def _extract_split(ctx: Context, frontend: Frontend, machine: str, split: str) -> FeatureSet:
+def _extract_split(ctx: Context, frontend: Frontend, machine: str, split: str,
+                   load: Callable[[Clip], np.ndarray]) -> FeatureSet:
     dataset = ctx.dataset
     clips = dataset.clips(machine, split)
     if not clips:
         raise AsdcoreError(f"{machine}: no {split} clips in {dataset.root}")
     ex = ctx.resolved.config.extraction
-    loader = torch.utils.data.DataLoader(_Waves(clips, dataset), batch_size=ex.batch_size, shuffle=False,
-                                         num_workers=ex.num_workers)
+    cuda = ctx.device.type == "cuda"
+    loader = torch.utils.data.DataLoader(_Waves(clips, load, dataset.clip_samples),
+                                         batch_size=ex.batch_size, shuffle=False, num_workers=ex.num_workers,
+                                         pin_memory=cuda)
+    precision = (torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16) if ex.precision == "bf16-mixed"
+                 else nullcontext())
     embeddings, scores = [], []
-    with torch.no_grad():
+    with torch.inference_mode():
         for waves in tqdm(loader, desc=f"extract {machine}/{split}", disable=not ctx.progress, leave=False):
-            out = frontend.extract(waves.to(ctx.device))
-            embeddings.append(out.embedding.detach().float().cpu().numpy())
+            with precision:
+                out = frontend.extract(waves.to(ctx.device, non_blocking=True))
+            embeddings.append(out.embedding.float())
             if out.score is not None:
-                scores.append(out.score.detach().double().cpu().numpy())
-    embedding = np.concatenate(embeddings)
+                scores.append(out.score.double())
+        embedding = torch.cat(embeddings).cpu().numpy()  # one transfer (and wait) per split, not per batch
+        frontend_score = torch.cat(scores).cpu().numpy() if scores else None
     bad = ~np.isfinite(embedding).all(axis=1)
     if bad.any():
         raise AsdcoreError(
@@ -121,20 +144,21 @@ def _extract_split(ctx: Context, frontend: Frontend, machine: str, split: str) -
         domain=[c.domain for c in clips],
         is_anomaly=[c.is_anomaly for c in clips],
         attribute=[c.attribute for c in clips],
-        frontend_score=np.concatenate(scores) if scores else None,
+        frontend_score=frontend_score,
     )
 
 
 class _Waves(torch.utils.data.Dataset):
-    def __init__(self, clips: list[Clip], dataset: Dataset):
+    def __init__(self, clips: list[Clip], load: Callable[[Clip], np.ndarray], clip_samples: int):
         self.clips = clips
-        self.dataset = dataset
+        self.load = load
+        self.clip_samples = clip_samples
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(self.dataset.read(self.clips[index]))
+        return torch.from_numpy(fit_length(self.load(self.clips[index]), self.clip_samples))
 
 
 def score(unit: Unit, ctx: Context) -> list[str]:
