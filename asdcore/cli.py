@@ -60,6 +60,7 @@ def _pipeline_command(stages: tuple[str, ...], help_text: str):
     def command(pipeline: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
                 verify_content: bool, executor: str | None, no_progress: bool) -> None:
         from .config import load_config
+        from .distributed import is_main
         from .engine import Pipeline
 
         resolved = load_config(pipeline, list(overrides), seeds, executor=executor)
@@ -68,6 +69,8 @@ def _pipeline_command(stages: tuple[str, ...], help_text: str):
             click.echo("\n".join(runner.explain(stages, force=force, verify_content=verify_content)))
             return
         root = runner.run(stages, force=force, verify_content=verify_content)
+        if not is_main():  # another process of a torchrun/srun launch: rank 0 reports
+            return
         if "evaluate" in stages:
             click.echo((root / "table.md").read_text())
         click.echo(f"results: {root}")

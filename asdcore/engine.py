@@ -11,11 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from . import distributed
 from .config import Resolved
 from .context import Context, remember
 from .errors import ArtifactError, AudioError, DatasetError, UnitsFailedError
 from .executors import execute
 from .interfaces import Executor, Outcome
+from .local_executor import LocalExecutor
 from .plan import STAGES, Plan, plan_pipeline
 from .registry import Registry
 from .store import write_json, write_text
@@ -82,11 +84,24 @@ class Pipeline:
     def run(self, stages: Sequence[str] = STAGES, force: bool = False, verify_content: bool = False,
             executor: Executor | None = None) -> Path:
         """Run the units of ``stages`` (after checking that the units they need are up to date) on ``executor``
-        (default: the config's). Failed units raise :class:`UnitsFailedError` once every other unit ran."""
-        self.prepare(force)
+        (default: the config's). Failed units raise :class:`UnitsFailedError` once every other unit ran.
+
+        Started by ``torchrun``/``srun`` in several processes, every process trains (data parallel) and
+        rank 0 alone runs the other units in this process and writes every artifact."""
+        launched = distributed.launched_world() > 1
+        if launched:  # torchrun/srun started this command in several processes: rank 0 prepares, all train
+            distributed.connect(self.context.device.type)
+            if distributed.is_main():
+                self.prepare(force)
+            distributed.barrier()
+        else:
+            self.prepare(force)
         plan = self.plan(verify_content)
         selected = [u for u in plan if u.stage in stages]
         self._require_upstream(plan, selected)
+        if launched:  # the trainings first, in the same order on every rank; the other units on rank 0 alone
+            selected.sort(key=lambda u: u.kind != "train")
+            executor = LocalExecutor()
         try:
             self.outcomes = execute(selected, plan.reasons(force), executor or self.executor(), force,
                                    self.context.progress)

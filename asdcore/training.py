@@ -220,7 +220,8 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
     workers = cfg.num_workers
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                          persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                                         prefetch_factor=4 if workers else None)
+                                         prefetch_factor=4 if workers else None,
+                                         generator=torch.Generator().manual_seed(data.seed))  # not the global RNG
     writer = _tensorboard(Path(data.workdir)) if rank == 0 else None
     try:
         for epoch in range(start, cfg.epochs):
@@ -262,10 +263,11 @@ def _epoch(fabric, module, optimizer, schedule, loader, sampler: EpochBatchSampl
         for augmentation in data.augmentations:
             batch = list(augmentation(*batch))
         first = step - step % group
-        size = min(group, steps - first)
-        closes = step + 1 == first + size
-        # Gradient of the global batch mean: each process's mean weighted by its share of the global batch.
-        weight = len(batch[0]) * world / sampler.global_size(step) / size
+        last = min(first + group, steps)
+        closes = step + 1 == last
+        # The gradient of the mean over the clips of all processes and accumulated batches: each batch's mean
+        # weighted by its share of them (the data-parallel wrapper averages over the processes).
+        weight = len(batch[0]) * world / sum(sampler.global_size(s) for s in range(first, last))
         with fabric.no_backward_sync(module, enabled=world > 1 and not closes):
             value = module(_Batch(batch))
             fabric.backward(value * weight)

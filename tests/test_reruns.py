@@ -40,8 +40,8 @@ def results(root: Path) -> dict[str, str]:
     files = sorted(p for pattern in names for p in root.rglob(pattern))
     out = {str(p.relative_to(root)): p.read_text() for p in files}
     for name, text in out.items():
-        if name.endswith("train_log.csv"):  # without the seconds per epoch
-            out[name] = [line.rsplit(",", 1)[0] for line in text.splitlines()]
+        if name.endswith("train_log.csv"):  # without the seconds per epoch and those spent waiting for data
+            out[name] = [line.rsplit(",", 2)[0] for line in text.splitlines()]
     return out
 
 

@@ -6,30 +6,16 @@ import asdcore
 from asdcore.config import TrainingConfig
 from asdcore.errors import AsdcoreError
 from asdcore.interfaces import TrainData
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
 from asdcore.training import CHECKPOINT, ClipDataset, TorchFrontend, train
-from toy_plugin import Gain, SoftmaxLoss, TinyFrontend, TinyNet
+import training_processes
+from toy_plugin import SoftmaxLoss, TinyFrontend, TinyNet
+from training_processes import fresh
 
 
 def make_data(tmp_path, toy_root, epochs=2, workdir="work", **training):
-    from toy_plugin import ToyDataset
-
-    dataset = ToyDataset(ToyDataset.Params(root=str(toy_root)))
-    clips = [c for m in dataset.machines() for c in dataset.clips(m, "train")]
-    classes, n = dataset.class_labels()
-    work = tmp_path / workdir
-    work.mkdir(exist_ok=True)
-    return TrainData(
-        clips=clips, load=dataset.load, clip_samples=dataset.clip_samples,
-        labels=np.array([classes[c.path] for c in clips]), num_classes=n,
-        training=TrainingConfig(epochs=epochs, batch_size=8, lr=0.05, num_workers=0, **training),
-        make_loss=lambda d, c: SoftmaxLoss(SoftmaxLoss.Params(), embedding_dim=d, num_classes=c),
-        augmentations=[Gain(Gain.Params())], device=torch.device("cpu"), seed=3, workdir=work,
-    )
-
-
-def fresh(seed=0):
-    torch.manual_seed(seed)
-    return TinyFrontend(asdcore.Params(), sample_rate=8000, clip_samples=2000)
+    return training_processes.make_data(toy_root, tmp_path / workdir, epochs, **training)
 
 
 def test_class_labels_follow_the_reference_rule(registry, toy_root):
@@ -106,7 +92,7 @@ def test_warmup_scales_the_learning_rate(registry, tmp_path, toy_root):
 def test_nan_loss_stops_training(registry, tmp_path, toy_root):
     data = make_data(tmp_path, toy_root, epochs=1)
     data.make_loss = lambda d, c: NanLoss(SoftmaxLoss.Params(), embedding_dim=d, num_classes=c)
-    with pytest.raises(AsdcoreError, match="training loss is nan at epoch 1"):
+    with pytest.raises(AsdcoreError, match="training loss is nan at epoch 1, step 1;"):
         train(fresh(), data)
 
 
@@ -137,3 +123,90 @@ def test_augmentations_on_a_frontend_without_waveform_batches_are_refused(regist
     frontend.uses_augmentations = False
     with pytest.raises(AsdcoreError, match="remove frontend.augmentations"):
         train(frontend, make_data(tmp_path, toy_root, epochs=1))
+
+
+def test_bf16_mixed_training_lowers_the_loss_and_keeps_float32_weights(registry, tmp_path, toy_root):
+    data = make_data(tmp_path, toy_root, epochs=6, precision="bf16-mixed")
+    frontend = fresh()
+    train(frontend, data)
+    assert data.log[-1]["loss"] < data.log[0]["loss"]
+    assert all(t.dtype == torch.float32 for t in frontend.model.state_dict().values())
+    plain = make_data(tmp_path, toy_root, epochs=6, workdir="plain")
+    train(fresh(), plain)
+    assert data.log[-1]["loss"] != plain.log[-1]["loss"]  # bf16 arithmetic did happen
+
+
+def test_the_loss_runs_in_float32_under_mixed_precision(registry, tmp_path, toy_root):
+    seen = []
+
+    class Recording(SoftmaxLoss):
+        def forward(self, embedding, target):
+            seen.append((embedding.dtype, torch.is_autocast_enabled("cpu")))
+            return super().forward(embedding, target)
+
+    data = make_data(tmp_path, toy_root, epochs=1, precision="bf16-mixed")
+    data.make_loss = lambda d, c: Recording(SoftmaxLoss.Params(), embedding_dim=d, num_classes=c)
+    train(fresh(), data)
+    assert seen and set(seen) == {(torch.float32, False)}
+
+
+def test_16_mixed_needs_cuda(registry, tmp_path, toy_root):
+    with pytest.raises(asdcore.ConfigError, match="16-mixed needs a CUDA device"):
+        train(fresh(), make_data(tmp_path, toy_root, epochs=1, precision="16-mixed"))
+
+
+def test_gradient_clipping_limits_each_step(registry, tmp_path, toy_root):
+    norms = {}
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.setdefault(limit, []).append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        for limit in (None, 0.01):
+            train(fresh(), make_data(tmp_path, toy_root, epochs=1, workdir=f"clip{limit}", gradient_clip_norm=limit))
+    finally:
+        handle.remove()
+    assert max(norms[None]) > 0.01 and max(norms[0.01]) <= 0.01 * (1 + 1e-5)
+
+
+def test_compiled_model_trains_like_the_eager_one(registry, tmp_path, toy_root):
+    eager = fresh()
+    train(eager, make_data(tmp_path, toy_root, epochs=2, workdir="eager"))
+    compiled = fresh()
+    train(compiled, make_data(tmp_path, toy_root, epochs=2, workdir="compiled", compile=True))
+    assert type(compiled.model) is TinyNet  # the frontend keeps its own module, saved without compile's prefixes
+    for name, tensor in eager.model.state_dict().items():
+        assert torch.allclose(tensor, compiled.model.state_dict()[name], atol=1e-4), name
+
+
+def test_batches_do_not_depend_on_the_number_of_loader_workers(registry, tmp_path, toy_root):
+    models = []
+    for workers in (0, 2):
+        frontend = fresh()
+        train(frontend, make_data(tmp_path, toy_root, epochs=2, workdir=f"w{workers}", num_workers=workers))
+        models.append(frontend.model.state_dict())
+    for name, tensor in models[0].items():
+        assert torch.equal(tensor, models[1][name]), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
+def test_cuda_training_resumes_exactly(registry, tmp_path, toy_root, precision):
+    def data(epochs, workdir):
+        d = make_data(tmp_path, toy_root, epochs=epochs, workdir=workdir, precision=precision)
+        d.device = torch.device("cuda")
+        return d
+
+    whole, part = fresh(), fresh()
+    train(whole, data(3, "whole"))
+    train(part, data(1, "part"))
+    torch.cuda.manual_seed_all(123)  # disturbed by the interruption; the checkpoint restores it
+    resumed = fresh(seed=99)
+    log = data(3, "part")
+    train(resumed, log)
+    assert [row["epoch"] for row in log.log] == [1, 2, 3] and log.log[-1]["loss"] < log.log[0]["loss"]
+    assert torch.load(tmp_path / "part" / CHECKPOINT, weights_only=False)["random"][0]["cuda"] is not None
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
