@@ -51,7 +51,7 @@ def test_an_error_in_a_process_is_raised_with_its_message(toy_root, tmp_path):
 
 
 def test_data_parallel_training_resumes_after_kill_9(toy_root, tmp_path):
-    epochs = 60
+    epochs = 20
     whole = spawn_training(toy_root, tmp_path, "whole", epochs)
     command = [sys.executable, str(HERE / "training_processes.py"), str(toy_root), str(tmp_path / "part"),
                str(tmp_path / "part.pt"), str(epochs), "2"]
@@ -81,3 +81,12 @@ def test_gradient_accumulation_matches_the_larger_batch(toy_root, tmp_path):
         models[batch_size] = frontend.model.state_dict()
     for name, tensor in models[8].items():  # the same clips per optimiser step, 30 = 8 + 8 + 8 + 6 of them
         assert torch.allclose(tensor, models[4][name], rtol=0, atol=TOLERANCE), name
+
+
+def test_strategy_ddp_on_one_device_trains_as_without_it(toy_root, tmp_path):
+    torch.set_num_threads(1)
+    train_and_save(toy_root, tmp_path / "plain", tmp_path / "plain.pt", 2, False, {})
+    plain = torch.load(tmp_path / "plain.pt")
+    wrapped = spawn_training(toy_root, tmp_path, "ddp", 2, processes=1, strategy="ddp")
+    for name, tensor in plain["model"].items():
+        assert torch.equal(tensor, wrapped["model"][name]), name
