@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import nn
 
 import asdcore
+
+from .fbank import kaldi_fbank
 
 FBANK_MEAN = 15.41663  # §1.5
 FBANK_STD = 6.55582  # §1.5
@@ -372,23 +373,15 @@ def _reduce_padding_mask(padding_mask: torch.Tensor, length: int) -> torch.Tenso
 def preprocess(waves: torch.Tensor) -> torch.Tensor:
     """Waveforms (B, L) in [−1, 1] at 16 kHz → normalised log-mel fbank (B, T, 128) (§1.5).
 
-    Per clip: × 2^15, ``torchaudio.compliance.kaldi.fbank`` with 128 mel bins, 16 kHz, 25 ms / 10 ms
-    (other options at torchaudio defaults: povey window, dither 0, pre-emphasis 0.97, DC removal,
-    snip edges → T = 1 + ⌊(L − 400)/160⌋), then (x − 15.41663) / (2 · 6.55582).
+    Float32 on the waves' device: × 2^15, Kaldi fbank with 128 mel bins, 16 kHz, 25 ms / 10 ms (other
+    options at torchaudio defaults: povey window, dither 0, pre-emphasis 0.97, DC removal, snip edges
+    → T = 1 + ⌊(L − 400)/160⌋) batched by :func:`~asd_frontends_ssl.fbank.kaldi_fbank`, then
+    (x − 15.41663) / (2 · 6.55582).
     """
     if waves.dim() != 2:
         raise ValueError(f"expected waveforms of shape [B, L], got {tuple(waves.shape)}")
-    fbanks = [
-        torchaudio.compliance.kaldi.fbank(
-            wave.unsqueeze(0) * 2**15,
-            num_mel_bins=NUM_MEL_BINS,
-            sample_frequency=SAMPLE_RATE,
-            frame_length=25.0,
-            frame_shift=10.0,
-        )
-        for wave in waves
-    ]
-    return (torch.stack(fbanks) - FBANK_MEAN) / (2 * FBANK_STD)
+    fbank = kaldi_fbank(waves.float() * 2**15, NUM_MEL_BINS, SAMPLE_RATE, window="povey")
+    return fbank.sub_(FBANK_MEAN).div_(2 * FBANK_STD)
 
 
 class BeatsEncoder(nn.Module):

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import nn
 
 from asdcore import ConfigError
+
+from .fbank import kaldi_fbank
 
 SAMPLE_RATE = 16000
 N_MELS = 128
@@ -148,30 +149,24 @@ def sincos_positions(time_patches: int, freq_patches: int, dim: int) -> torch.Te
 def preprocess(waves: torch.Tensor, target_length: int | None = None) -> torch.Tensor:
     """16 kHz waveforms (B, L) → normalised log-mel images (B, T, 128) as EAT expects (§2.5).
 
-    Per clip: subtract the clip mean (no 2^15 scaling); Kaldi fbank with 128 mel bins, Hanning
-    window, htk_compat, no energy, dither 0, 25 ms frames every 10 ms; zero-pad the log-fbank along
+    Subtract each clip's mean (no 2^15 scaling); Kaldi fbank with 128 mel bins, Hanning window, no
+    energy (htk_compat then has no effect), dither 0, 25 ms frames every 10 ms, batched on the waves'
+    device in float32 by :func:`~asd_frontends_ssl.fbank.kaldi_fbank`; zero-pad the log-fbank along
     time to ``target_length`` frames (default: the frame count rounded up to a multiple of 32, which
     is ASDKit's target for clips of that length: 10 s → 1024, 18 s → 1824); normalise
     (x + 4.268)/(2·4.569), so padded frames become ≈ 0.467.
     """
     if waves.dim() != 2:
         raise ValueError(f"EAT preprocess expects waveforms (batch, samples), got shape {tuple(waves.shape)}")
-    fbanks = [
-        torchaudio.compliance.kaldi.fbank(
-            (wave - wave.mean()).unsqueeze(0), htk_compat=True, sample_frequency=SAMPLE_RATE,
-            use_energy=False, window_type="hanning", num_mel_bins=N_MELS, dither=0.0,
-            frame_length=25.0, frame_shift=10.0,
-        )
-        for wave in waves.float()
-    ]
-    fbank = torch.stack(fbanks)
+    waves = waves.float()
+    fbank = kaldi_fbank(waves - waves.mean(1, keepdim=True), N_MELS, SAMPLE_RATE, window="hanning")
     frames = fbank.shape[1]
     if target_length is None:
         target_length = math.ceil(frames / FRAME_MULTIPLE) * FRAME_MULTIPLE
     if frames > target_length:
         raise ValueError(f"EAT input has {frames} fbank frames, more than the target length {target_length}")
     fbank = F.pad(fbank, (0, 0, 0, target_length - frames))
-    return (fbank - FBANK_MEAN) / (2 * FBANK_STD)
+    return fbank.sub_(FBANK_MEAN).div_(2 * FBANK_STD)
 
 
 class DropPath(nn.Module):

@@ -19,6 +19,7 @@ from asdcore.training import TorchFrontend
 
 from . import beats, eat
 from .heads import Pooling, pool_tokens, projection_head
+from .hf_features import hf_features
 from .lora import add_lora, freeze, linear_names, load_trainable_state, trainable_state
 
 SAMPLE_RATE = 16000
@@ -204,14 +205,16 @@ class RawEatFrontend(RawFrontend):
 class HfAudioEncoder(nn.Module):
     """A Hugging Face audio model as an encoder: waves ``[B, L]`` → last hidden states ``[B, N, C]``.
 
-    Waves are resampled to the feature extractor's rate and passed through it (when the model has
-    one) on the CPU; encoder-decoder models (Whisper) contribute their encoder.
+    Waves are resampled to the feature extractor's rate on their device and turned into the model's
+    input by :func:`~asd_frontends_ssl.hf_features.hf_features` (when the model has an extractor): on
+    the device for the wav2vec 2.0 / HuBERT / WavLM, AST and Whisper extractors, through numpy on the
+    CPU for any other. Encoder-decoder models (Whisper) contribute their encoder.
     """
 
     def __init__(self, model: nn.Module, extractor, sample_rate: int):
         super().__init__()
         self.model = model
-        self.extractor = extractor
+        self.features = None if extractor is None else hf_features(extractor, model.main_input_name)
         self.sample_rate = sample_rate
         self.target_rate = getattr(extractor, "sampling_rate", None) or sample_rate
         config = model.config
@@ -222,13 +225,8 @@ class HfAudioEncoder(nn.Module):
 
         if self.target_rate != self.sample_rate:
             waves = torchaudio.functional.resample(waves, self.sample_rate, self.target_rate)
-        name = self.model.main_input_name
-        inputs = waves
-        if self.extractor is not None:
-            features = self.extractor([w.numpy() for w in waves.detach().float().cpu()],
-                                      sampling_rate=self.target_rate, return_tensors="pt")
-            inputs = features[name].to(waves.device)
-        return self.model(**{name: inputs}).last_hidden_state
+        inputs = waves if self.features is None else self.features(waves)
+        return self.model(**{self.model.main_input_name: inputs}).last_hidden_state
 
 
 def load_hf_encoder(model: str, sample_rate: int, local_files_only: bool | None) -> HfAudioEncoder:

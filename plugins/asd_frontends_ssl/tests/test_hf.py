@@ -4,6 +4,7 @@ import torch
 
 import asdcore
 from asdcore.training import CHECKPOINT
+from asd_frontends_ssl.hf_features import AstFeatures, CpuFeatures, Wav2Vec2Features, WhisperFeatures, hf_features
 from asd_frontends_ssl.lora import trainable_state
 
 transformers = pytest.importorskip("transformers")
@@ -34,6 +35,21 @@ def ast(tmp_path_factory):
     torch.manual_seed(0)
     transformers.ASTModel(config).save_pretrained(path)
     transformers.ASTFeatureExtractor(max_length=64, num_mel_bins=128).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory):
+    """A one-layer Whisper model over 1-s windows (100 mel frames), with its feature extractor."""
+    path = tmp_path_factory.mktemp("whisper")
+    config = transformers.WhisperConfig(
+        vocab_size=100, num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=50,
+        max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )
+    torch.manual_seed(0)
+    transformers.WhisperModel(config).save_pretrained(path)
+    transformers.WhisperFeatureExtractor(chunk_length=1).save_pretrained(path)
     return str(path)
 
 
@@ -110,3 +126,60 @@ def test_other_sample_rates_are_resampled_for_the_feature_extractor(registry, wa
 def test_bad_params_are_config_errors(registry, wav2vec2, params, message):
     with pytest.raises(asdcore.ConfigError, match=message):
         create(registry, **{"model": wav2vec2, **params})
+
+
+EXTRACTORS = {
+    "wav2vec2": lambda: transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False),
+    "wav2vec2_raw": lambda: transformers.Wav2Vec2FeatureExtractor(do_normalize=False),
+    "ast_truncated": lambda: transformers.ASTFeatureExtractor(max_length=64, num_mel_bins=128),
+    "ast_padded": lambda: transformers.ASTFeatureExtractor(max_length=128, num_mel_bins=64, do_normalize=False),
+    "whisper": lambda: transformers.WhisperFeatureExtractor(),
+    "whisper_truncated": lambda: transformers.WhisperFeatureExtractor(chunk_length=1, feature_size=128),
+    "whisper_left": lambda: transformers.WhisperFeatureExtractor(padding_side="left", padding_value=0.01),
+}
+
+
+@pytest.mark.parametrize("kind", EXTRACTORS)
+@pytest.mark.parametrize("samples", [16000, 24001])
+def test_device_features_equal_the_extractors(kind, samples):
+    """Equal to the Hugging Face extractor within 1e-5: numpy's pairwise float32 sums for the clip
+    mean and variance differ from torch's reductions in the last bits, and on other devices the
+    float32 FFT and mel products run other algorithms (on the CPU fbank and STFT agree bit for bit)."""
+    extractor = EXTRACTORS[kind]()
+    name = extractor.model_input_names[0]
+    features = hf_features(extractor, name)
+    assert type(features) is {"wav2vec2": Wav2Vec2Features, "ast": AstFeatures,
+                              "whisper": WhisperFeatures}[kind.split("_")[0]]
+    x = 0.1 * torch.randn(3, samples, generator=torch.Generator().manual_seed(samples)) + 0.02
+    expected = extractor(list(x.numpy()), sampling_rate=16000, return_tensors="pt")[name]
+    out = features(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(features(x), out)
+
+
+def test_other_extractors_run_on_the_cpu():
+    class Custom(transformers.Wav2Vec2FeatureExtractor):
+        pass
+
+    extractor = Custom(do_normalize=True)
+    features = hf_features(extractor, "input_values")
+    assert isinstance(features, CpuFeatures)
+    x = waves()
+    torch.testing.assert_close(features(x), extractor(list(x.numpy()), sampling_rate=16000,
+                                                      return_tensors="pt").input_values, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model", ["ast", "whisper"])
+def test_frozen_ast_and_whisper_equal_the_model_on_extractor_features(registry, request, model):
+    path = request.getfixturevalue(model)
+    frontend = create(registry, model=path, trainable=False, pooling="mean")
+    network = transformers.AutoModel.from_pretrained(path).eval()
+    network = network.get_encoder() if model == "whisper" else network
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(path)
+    x = waves()
+    inputs = extractor(list(x.numpy()), sampling_rate=16000, return_tensors="pt")[network.main_input_name]
+    with torch.no_grad():
+        expected = network(inputs).last_hidden_state.mean(1)
+    torch.testing.assert_close(frontend.extract(x).embedding, expected)
