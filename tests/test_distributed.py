@@ -20,11 +20,11 @@ HERE = Path(__file__).parent
 TOLERANCE = 1e-5
 
 
-def spawn_training(toy_root, tmp_path, name, epochs, processes=2, augment=False, **training):
+def spawn_training(toy_root, tmp_path, name, epochs, processes=2, augment=False, device="cpu", **training):
     result = tmp_path / f"{name}.pt"
     distributed.spawn(train_and_save, (toy_root, tmp_path / name, result, epochs, augment,
-                                       {"devices": processes, **training}), processes)
-    return torch.load(result)
+                                       {"devices": processes, **training}, device), processes)
+    return torch.load(result, map_location="cpu")
 
 
 def test_two_processes_train_the_model_one_process_trains(toy_root, tmp_path):
@@ -90,3 +90,11 @@ def test_strategy_ddp_on_one_device_trains_as_without_it(toy_root, tmp_path):
     wrapped = spawn_training(toy_root, tmp_path, "ddp", 2, processes=1, strategy="ddp")
     for name, tensor in plain["model"].items():
         assert torch.equal(tensor, wrapped["model"][name]), name
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_two_gpus_train_the_model_one_gpu_trains(toy_root, tmp_path):
+    one = spawn_training(toy_root, tmp_path, "one", 3, processes=1, device="cuda", precision="bf16-mixed")
+    two = spawn_training(toy_root, tmp_path, "two", 3, processes=2, device="cuda", precision="bf16-mixed")
+    for name, tensor in one["model"].items():  # bf16 autocast: rounding of ~1e-3 per operation
+        assert torch.allclose(tensor, two["model"][name], rtol=0, atol=1e-2), name

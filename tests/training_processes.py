@@ -36,11 +36,13 @@ def fresh(seed: int = 0) -> TinyFrontend:
     return TinyFrontend(asdcore.Params(), sample_rate=8000, clip_samples=2000)
 
 
-def train_and_save(toy_root: Path, workdir: Path, result: Path, epochs: int, augment: bool, training: dict) -> None:
+def train_and_save(toy_root: Path, workdir: Path, result: Path, epochs: int, augment: bool, training: dict,
+                   device: str = "cpu") -> None:
     """Train the toy frontend from seed 0 (every process the same); rank 0 saves the model's tensors and the log."""
     torch.set_num_threads(1)
     frontend = fresh()
     data = make_data(toy_root, workdir, epochs, augment, **training)
+    data.device = torch.device(device)
     train(frontend, data)
     if distributed.is_main():
         torch.save({"model": frontend.model.state_dict(), "log": data.log}, result)
