@@ -1,4 +1,8 @@
-"""Conformance checks for backends and executors, for any plugin's tests (no pytest needed).
+"""Conformance checks for backends and executors, and data-parallel training of recipes, for any plugin's
+tests (no pytest needed).
+
+:func:`train_data_parallel` trains the frontends of pipelines as several data-parallel CPU processes, as
+``devices: N`` does, to check that a frontend (and its loss) trains under DDP.
 
 :func:`check_executor` runs a small graph of probe units on an executor and checks the executor
 contract (each unit once, after its upstream units; a failure blocks only what depends on it).
@@ -40,7 +44,7 @@ __all__ = [
     "CHECKS", "ProbeUnit", "Synthetic", "check_anomalies_score_higher", "check_backend", "check_constructible",
     "check_deterministic", "check_empty_training_is_an_error", "check_executor", "check_fit_score",
     "check_missing_target_domain", "check_non_finite_is_an_error", "check_train_scores", "create_backend",
-    "probe_job", "probe_units", "synthetic",
+    "probe_job", "probe_units", "synthetic", "train_data_parallel",
 ]
 
 BackendRef = str | type[Backend]
@@ -378,3 +382,31 @@ def _downstream(units: list[ProbeUnit], roots: set[str]) -> set[str]:
                 found.add(unit.id)
                 changed = True
     return found
+
+
+def train_data_parallel(pipelines: list[tuple[str | Path | dict, list[str]]], processes: int = 2) -> None:
+    """Run the training units of each pipeline (a YAML file or dict, and ``--set`` overrides) in ``processes``
+    data-parallel processes on the CPU (gloo), as the engine does for ``devices: processes``; rank 0 writes the
+    artifacts. The overrides should set ``frontend.training.devices`` to ``processes``, and the pipelines'
+    data must be prepared. The installed plugins build the components."""
+    from .distributed import spawn
+
+    spawn(_train_pipelines, (pipelines,), processes)
+
+
+def _train_pipelines(pipelines: list[tuple[str | Path | dict, list[str]]]) -> None:
+    import torch
+
+    from .config import load_config
+    from .context import Context
+    from .plan import plan_pipeline
+    from .units import train
+
+    torch.set_num_threads(1)
+    registry = get_registry()
+    for config, overrides in pipelines:
+        context = Context.create(load_config(config, overrides, registry=registry), registry, progress=False)
+        for unit in plan_pipeline(context):
+            if unit.kind == "train":
+                unit.directory.mkdir(parents=True, exist_ok=True)
+                train(unit, context)

@@ -1,4 +1,4 @@
-"""What the data-parallel tests run in each of two processes (importable there: the test puts this folder on
+"""What the data-parallel tests run in each of several processes (importable there: the test puts this folder on
 the path, which spawned processes inherit)."""
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ import torch
 
 from asd_frontends.losses import AdaCosLoss, AdaProjLoss, SubClusterAdaCosLoss
 from asdcore import distributed
-from asdcore.config import load_config
-from asdcore.context import Context
-from asdcore.plan import plan_pipeline
-from asdcore.registry import get_registry
-from asdcore.units import train
 
 DYNAMIC = {"adacos": (AdaCosLoss, {}), "scac": (SubClusterAdaCosLoss, {"k": 2}), "adaproj": (AdaProjLoss, {"basis_size": 2})}
 
@@ -35,18 +30,9 @@ def dynamic_scales(rows: int = 7, classes: int = 5, dim: int = 6) -> dict[str, f
     return scales
 
 
-def train_recipes(recipes: list[tuple[Path, list[str]]], scales: Path) -> None:
-    """Join the group, compute :func:`dynamic_scales` (rank 0 saves them), then run the training unit of each
-    recipe (``(file, overrides)``) as the engine does in each process."""
-    torch.set_num_threads(1)
+def save_dynamic_scales(path: Path) -> None:
+    """:func:`dynamic_scales` in each process of a data-parallel group; rank 0 saves them."""
     distributed.fabric("cpu", ddp=True)
-    result = dynamic_scales()
+    scales = dynamic_scales()
     if distributed.is_main():
-        torch.save(result, scales)
-    registry = get_registry()
-    for path, overrides in recipes:
-        context = Context.create(load_config(path, overrides, registry=registry), registry, progress=False)
-        for unit in plan_pipeline(context):
-            if unit.kind == "train":
-                unit.directory.mkdir(parents=True, exist_ok=True)
-                train(unit, context)
+        torch.save(scales, path)
