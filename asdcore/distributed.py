@@ -60,10 +60,11 @@ def nodes() -> int:
     return int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
 
 
-def fabric(accelerator: str, precision: str = "32", ddp: bool = False):
+def fabric(accelerator: str, precision: str = "32", ddp: bool = False, find_unused_parameters: bool = False):
     """A launched Lightning Fabric for this process: on one device, or as one process of the launch's
-    data-parallel group (``ddp`` makes a group even of one process). The group's connection is made once
-    per process and kept."""
+    data-parallel group (``ddp`` makes a group even of one process; ``find_unused_parameters`` for models
+    whose steps may leave parameters without a gradient). The group's connection is made once per process
+    and kept."""
     from lightning_fabric import Fabric
     from lightning_fabric.strategies import DDPStrategy
 
@@ -73,7 +74,7 @@ def fabric(accelerator: str, precision: str = "32", ddp: bool = False):
     else:
         count = nodes() if environment is not None else 1
         world = environment.world_size() if environment is not None else 1
-        strategy = DDPStrategy(cluster_environment=environment,
+        strategy = DDPStrategy(cluster_environment=environment, find_unused_parameters=find_unused_parameters,
                                process_group_backend="nccl" if accelerator == "cuda" else "gloo")
         instance = Fabric(accelerator=accelerator, devices=world // count, num_nodes=count, strategy=strategy,
                           precision=precision)

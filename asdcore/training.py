@@ -34,13 +34,17 @@ class TorchFrontend(Frontend):
     """A frontend whose ``torch.nn.Module`` is trained by :func:`train`.
 
     Subclasses implement :meth:`build_model` (waves ``[B, L]`` -> embeddings ``[B, D]``) and
-    ``embedding_dim``; they may override :meth:`training_loss` and :meth:`training_dataset`.
+    ``embedding_dim``; they may override :meth:`training_loss` and :meth:`training_dataset` (whose items
+    are fetched by ``(epoch, index)`` when it has ``keyed_by_epoch = True``, else by index). A model whose
+    steps may leave trained parameters without a gradient (layer drop) sets ``skips_parameters``, which
+    data-parallel training needs to know.
     """
 
     embedding_dim: int
     needs_training = True
     uses_loss = True
     uses_augmentations = True  # batches are (waves, class probabilities)
+    skips_parameters = False  # a step may leave trained parameters without a gradient (e.g. layer drop)
 
     def __init__(self, params, **context):
         super().__init__(params, **context)
@@ -196,7 +200,7 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
         if data.make_loss is None:
             raise AsdcoreError(f"{type(frontend).__name__} needs a loss: set frontend.loss in the pipeline")
         loss = data.make_loss(frontend.spec.embedding_dim, data.num_classes).to(data.device)
-    fabric = _fabric(cfg, data.device)
+    fabric = _fabric(cfg, data.device, frontend.skips_parameters)
     rank, world, device = fabric.global_rank, fabric.world_size, fabric.device
     if rank:  # every process augments its own clips with its own draws
         torch.manual_seed(int(fingerprint(data.seed, rank), 16))
@@ -298,7 +302,7 @@ def _raise_if_non_finite(fabric, bad_step: torch.Tensor, bad_value: torch.Tensor
                            f"{steps[first].item() + 1}; stopping (last checkpoint kept)")
 
 
-def _fabric(cfg, device: torch.device):
+def _fabric(cfg, device: torch.device, skips_parameters: bool):
     """A launched Fabric for the training's device, precision and processes."""
     world = distributed.launched_world()
     if world != cfg.devices:
@@ -310,7 +314,8 @@ def _fabric(cfg, device: torch.device):
         raise ConfigError("frontend.training.precision: 16-mixed needs a CUDA device; use bf16-mixed on the CPU")
     if accelerator == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
-    return distributed.fabric(accelerator, cfg.precision, ddp=cfg.strategy == "ddp")
+    return distributed.fabric(accelerator, cfg.precision, ddp=cfg.strategy == "ddp",
+                              find_unused_parameters=skips_parameters)
 
 
 def _random_states() -> dict:

@@ -110,6 +110,7 @@ class BeatsFrontend(LoraFrontend):
     """
 
     pooling = "attentive_stats"
+    skips_parameters = True  # BEATs' layer drop leaves a dropped layer's LoRA tensors without a gradient
 
     class Params(LoraParams):
         lora_targets: list[str] = pydantic.Field(["q_proj", "v_proj"], min_length=1)

@@ -1,5 +1,6 @@
 """The four SSL recipes run end to end through the engine on tiny synthetic data and tiny random
 checkpoints (given through the recipes' environment variables); only the scale is overridden."""
+import math
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import yaml
 
 from asdcore.config import load_config
 from asdcore.engine import Pipeline
+from asdcore.testing import train_data_parallel
 from asdcore.training import CHECKPOINT
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
@@ -67,3 +69,21 @@ def test_recipe_runs_end_to_end(registry, environment, data_root, tmp_path, reci
     assert set(torch.load(frontend / "work" / CHECKPOINT, weights_only=False)["model"]) == set(saved)
     assert any(".lora_A." in k for k in saved) and any(k.startswith("projection_net.") for k in saved)
     assert all(".lora_" in k or k.startswith("projection_net.") for k in saved)
+
+
+def test_trained_recipes_train_in_bf16_on_two_processes(registry, environment, data_root, tmp_path):
+    overrides = [
+        f"dataset={{name: synth, root: {data_root}, machines: [fan, valve], n_train_source: 6, n_train_target: 2, "
+        "n_test: 4, clip_seconds: 1.0}", f"output={tmp_path}", "device=cpu", "seeds=[0]",
+        "frontend.training.epochs=2", "frontend.training.warmup_steps=1", "frontend.training.devices=2",
+        "frontend.training.precision=bf16-mixed",
+    ]
+    resolved = load_config(RECIPES / f"{TRAINED[0]}.yaml", overrides, registry=registry)
+    registry.create("datasets", "synth", params=resolved.dataset_params).prepare(progress=False)
+    train_data_parallel([(RECIPES / f"{name}.yaml", overrides) for name in TRAINED], 2)
+    for name in TRAINED:
+        frontend = tmp_path / name / "synth" / "seed0" / "frontend" / "shared"
+        losses = [float(r.split(",")[1]) for r in (frontend / "train_log.csv").read_text().splitlines()[1:]]
+        assert len(losses) == 2 and all(math.isfinite(v) for v in losses), name
+        saved = torch.load(frontend / "model" / "model.pt", weights_only=True)
+        assert all(".lora_" in k or k.startswith("projection_net.") for k in saved), name
