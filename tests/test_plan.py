@@ -28,8 +28,8 @@ def test_untrained_frontend_extracts_once_for_every_seed(registry, toy_root, tmp
     assert plan["table"].deps == ("seed0/summary", "seed1/summary")
     extract = plan["shared/extract/alpha"]
     assert extract.directory == tmp_path / "toyrun" / "toy" / "shared" / "alpha" and extract.outputs == ("features.h5",)
-    assert set(extract.inputs) == {"frontend", "dataset", "data alpha/train", "data alpha/test", "metadata alpha",
-                                   "versions"}
+    assert set(extract.inputs) == {"frontend", "precision", "dataset", "data alpha/train", "data alpha/test",
+                                   "metadata alpha", "versions"}
     assert extract.inputs["versions"] == {"toy-dist": "9.9", "asdcore": registry.versions()["asdcore"]}
     # the seed is no input of untrained features; the score units of two seeds differ only by their folder
     assert plan["seed0/score/alpha/distance"].key == plan["seed1/score/alpha/distance"].key
@@ -88,3 +88,16 @@ def test_loader_workers_are_no_input_of_training(registry, toy_root, tmp_path):
     assert after["seed0/train/shared"].key != before["seed0/train/shared"]
     assert after["seed0/train/shared"].checkpoint_identity == plan_of(
         registry, {**config, "frontend": {**frontend, "training": {"epochs": 5}}})["seed0/train/shared"].checkpoint_identity
+
+
+def test_precisions_and_devices_are_inputs_and_the_audio_cache_is_not(registry, toy_root, tmp_path):
+    frontend = {"name": "centred", "training": {"epochs": 1}}
+    config = toy_plugin.pipeline(toy_root, tmp_path, seeds=[0], frontend=frontend)
+    before = {u.id: u.key for u in plan_of(registry, config)}
+    assert {u.id: u.key for u in plan_of(registry, {**config, "audio_cache": False})} == before
+    moved = {u.id: u.key for u in plan_of(registry, {**config, "extraction": {"precision": "bf16-mixed"}})}
+    assert moved["seed0/train/shared"] == before["seed0/train/shared"]
+    assert moved["seed0/extract/alpha"] != before["seed0/extract/alpha"]
+    for key, value in (("precision", "bf16-mixed"), ("devices", 2), ("compile", True)):
+        changed = plan_of(registry, {**config, "frontend": {**frontend, "training": {"epochs": 1, key: value}}})
+        assert changed["seed0/train/shared"].key != before["seed0/train/shared"], key
