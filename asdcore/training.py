@@ -161,6 +161,8 @@ class _Float32Loss:
             return self.loss(*(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
 
     def __getattr__(self, name: str):
+        if name == "loss":  # not set yet (while unpickling)
+            raise AttributeError(name)
         return getattr(self.loss, name)
 
 
