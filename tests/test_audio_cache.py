@@ -198,6 +198,14 @@ def test_a_content_change_that_keeps_size_and_time_is_seen_with_verify_content(c
     assert np.array_equal(cached["test"], fresh["test"]) and not np.array_equal(cached["test"], before["test"])
 
 
+def assert_resumes(dataset, folder, loads, remaining):
+    """A second build decodes only ``remaining`` and gives what the dataset gives."""
+    loads.clear()
+    cache = cache_of(dataset, folder)
+    assert loads == remaining
+    assert_same_as_dataset(cache, dataset, dataset.clips("alpha", "train"))
+
+
 def test_resumes_after_an_error_without_decoding_the_finished_clips(data, tmp_path, loads, monkeypatch):
     dataset = dataset_at(data)
     names = [c.name for c in dataset.clips("alpha", "train")]
@@ -205,10 +213,7 @@ def test_resumes_after_an_error_without_decoding_the_finished_clips(data, tmp_pa
     with pytest.raises(AudioError, match=names[3]):
         cache_of(dataset, tmp_path / "cache")
     monkeypatch.undo()
-    loads.clear()
-    cache = cache_of(dataset, tmp_path / "cache")
-    assert loads == names[3:]
-    assert_same_as_dataset(cache, dataset, dataset.clips("alpha", "train"))
+    assert_resumes(dataset, tmp_path / "cache", loads, names[3:])
 
 
 def _build_until_killed(root, folder, exit_at):
@@ -282,10 +287,7 @@ def test_a_full_disk_is_one_clear_error_and_the_build_resumes(data, tmp_path, lo
     with pytest.raises(AsdcoreError, match=r"cannot write \(No space left on device\); make the folder writable"):
         cache_of(dataset, tmp_path / "cache")
     monkeypatch.undo()
-    loads.clear()
-    cache = cache_of(dataset, tmp_path / "cache")
-    assert loads == names[2:]
-    assert_same_as_dataset(cache, dataset, dataset.clips("alpha", "train"))
+    assert_resumes(dataset, tmp_path / "cache", loads, names[2:])
 
 
 def test_a_load_that_is_not_float32_is_named(data, tmp_path, monkeypatch):

@@ -1,15 +1,11 @@
-import numpy as np
 import pytest
 import torch
-
-import asdcore
-from asdcore.config import TrainingConfig
-from asdcore.errors import AsdcoreError
-from asdcore.interfaces import TrainData
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from asdcore.training import CHECKPOINT, ClipDataset, TorchFrontend, train
+import asdcore
 import training_processes
+from asdcore.errors import AsdcoreError
+from asdcore.training import CHECKPOINT, ClipDataset, train
 from toy_plugin import SoftmaxLoss, TinyFrontend, TinyNet
 from training_processes import fresh
 
