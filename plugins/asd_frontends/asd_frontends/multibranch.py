@@ -176,7 +176,8 @@ class SpectrogramBranch(nn.Module):
         spectrogram = self.stft(waves)[:, self.first_bin : self.last_bin + 1]  # [B, F, T]
         x = self.input_norm(spectrogram).unsqueeze(1).contiguous(memory_format=torch.channels_last)
         x = self.blocks(self.stem(x))  # [B, C, F', T']
-        return self.head(x.amax(dim=-1).flatten(1))
+        # max(dim).values, not amax: amax's gradient (split among ties) gives NaN when compiled under bf16 autocast
+        return self.head(x.max(dim=-1).values.flatten(1))
 
 
 def _stem_and_stages_size(size: int) -> int:
