@@ -89,6 +89,14 @@ def connect(accelerator: str) -> None:
         fabric(accelerator)
 
 
+def leave() -> None:
+    """Wait for every process of the group, then close it (a process that exits with a live group can
+    abort the others)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every process of the group (nothing to wait for outside one)."""
     if world_size() > 1:
@@ -142,6 +150,7 @@ def _run_rank(local_rank: int, function: Callable, args: tuple, processes: int, 
     except Exception as exc:
         errors.put(f"rank {local_rank}: {exc}" if not isinstance(exc, AsdcoreError) else str(exc))
         raise
+    leave()
 
 
 def _first_error(errors) -> str | None:

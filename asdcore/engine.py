@@ -99,14 +99,20 @@ class Pipeline:
         plan = self.plan(verify_content)
         selected = [u for u in plan if u.stage in stages]
         self._require_upstream(plan, selected)
-        if launched:  # the trainings first, in the same order on every rank; the other units on rank 0 alone
-            selected.sort(key=lambda u: u.kind != "train")
-            executor = LocalExecutor()
+        reasons = plan.reasons(force)
+        self.outcomes = {}
         try:
-            self.outcomes = execute(selected, plan.reasons(force), executor or self.executor(), force,
-                                   self.context.progress)
+            if launched:  # the trainings on every rank in the same order, then the rest on rank 0 alone
+                try:
+                    self.outcomes = execute([u for u in selected if u.kind == "train"], reasons, LocalExecutor(),
+                                            force, self.context.progress)
+                finally:
+                    distributed.leave()
+                selected, executor = [u for u in selected if u.kind != "train"], LocalExecutor()
+            self.outcomes.update(execute(selected, reasons, executor or self.executor(), force,
+                                         self.context.progress))
         except UnitsFailedError as exc:
-            self.outcomes = exc.outcomes
+            self.outcomes.update(exc.outcomes)
             raise
         return self.root
 
