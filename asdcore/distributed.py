@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from .errors import AsdcoreError
 
+
 def world_size() -> int:
     """Number of processes of the running data-parallel training (1 outside one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

@@ -67,7 +67,7 @@ def perform(unit: Unit, force: bool = False) -> Outcome:
             unit.record.write(unit.key, unit.inputs, artifacts, upstream_runs(unit))
         return Outcome(DONE, time.perf_counter() - started, reason, log=str(unit.log))
     except Exception as exc:
-        error = str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
+        error = _describe(exc)
         log.error("%s failed: %s", unit.id, error)
         if handler is not None:
             handler.stream.write(traceback.format_exc())
@@ -108,9 +108,13 @@ def _follow(unit: Unit) -> Outcome:
     try:
         RUNNERS["train"](unit, context_for(unit.config, unit.config_key))
     except Exception as exc:
-        error = str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
-        return Outcome(FAILED, time.perf_counter() - started, error=f"rank {distributed.rank()}: {error}")
+        return Outcome(FAILED, time.perf_counter() - started, error=f"rank {distributed.rank()}: {_describe(exc)}")
     return Outcome(DONE, time.perf_counter() - started)
+
+
+def _describe(exc: Exception) -> str:
+    """An error's message: ours as it is, others with their type."""
+    return str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
 
 
 def execute(units: Sequence[Unit], reasons: Mapping[str, str | None], executor: Executor, force: bool = False,
