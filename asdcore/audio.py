@@ -1,4 +1,5 @@
-"""Audio reading (soundfile) with clear errors, and the fixed-length tile/crop rule."""
+"""Audio reading (soundfile) with clear errors, the channel choices of two-microphone recordings, and the
+fixed-length tile/crop rule."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,18 +9,20 @@ import soundfile as sf
 
 from .errors import AudioError
 
+CHANNELS = ("near", "far", "mean", "diff")  # what a frontend sees of a two-channel (near, far) clip
 
-def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Read a mono clip as float32; a missing, corrupt, truncated, multi-channel or
-    wrongly sampled file raises AudioError naming the file."""
+
+def read_audio(path: Path, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """Read a clip as float32: ``[N]`` when ``channels`` is 1, else ``[N, channels]``. A missing, corrupt,
+    truncated or wrongly sampled file, or one with another number of channels, raises AudioError naming it."""
     try:
         with sf.SoundFile(str(path)) as f:
             if f.samplerate != sample_rate:
                 raise AudioError(f"{path}: sample rate {f.samplerate} Hz, expected {sample_rate} Hz")
-            if f.channels != 1:
-                raise AudioError(f"{path}: {f.channels} channels, expected mono")
+            if f.channels != channels:
+                raise AudioError(f"{path}: {_count(f.channels)}, expected {_expected(channels)}")
             expected = f.frames
-            wave = f.read(dtype="float32")
+            wave = f.read(dtype="float32", always_2d=channels > 1)
     except AudioError:
         raise
     except Exception as exc:
@@ -31,6 +34,31 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     if not np.all(np.isfinite(wave)):
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     return wave
+
+
+def _count(channels: int) -> str:
+    return f"{channels} channel{'s' if channels != 1 else ''}"
+
+
+def _expected(channels: int) -> str:
+    if channels == 1:
+        return "mono"
+    return "2 (channel 0: near microphone, 1: far microphone)" if channels == 2 else str(channels)
+
+
+def select_channels(wave: np.ndarray, choice: str) -> np.ndarray:
+    """What a frontend sees of a two-channel clip ``[N, 2]`` (channel 0 near, 1 far): ``near``, ``far``,
+    their ``mean`` or their difference ``diff`` (near − far)."""
+    near, far = wave[:, 0], wave[:, 1]
+    if choice == "near":
+        return np.ascontiguousarray(near)
+    if choice == "far":
+        return np.ascontiguousarray(far)
+    if choice == "mean":
+        return (near + far) / np.float32(2)
+    if choice == "diff":
+        return near - far
+    raise ValueError(f"unknown channel choice {choice!r}; choose one of {', '.join(CHANNELS)}")
 
 
 def _declared_bytes(path: Path) -> int | None:

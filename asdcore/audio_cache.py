@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,14 @@ class CachedLoad:
 
 
 def open_cache(dataset: Dataset, clips: Sequence[Clip], folder: Path, source: Mapping[str, Any],
-               planned: str | None = None, progress: bool = True) -> AudioCache:
+               planned: str | None = None, progress: bool = True,
+               load: Callable[[Clip], np.ndarray] | None = None) -> AudioCache:
     """The cache of ``clips`` (one machine type and split of ``dataset``) in ``folder``; built first (under a
     lock beside ``folder``, resuming an interrupted build) unless it is complete and of these clips.
 
-    ``source`` (the dataset's registered name and params), the sample rate and the clips' listing (paths,
-    sizes, times, metadata) make up the cache's identity: a cache of another identity is rebuilt.
+    ``load`` decodes a clip (default ``dataset.load``). ``source`` (the dataset's registered name and
+    params, which include the channel choice), the sample rate and the clips' listing (paths, sizes, times,
+    metadata) make up the cache's identity: a cache of another identity is rebuilt.
     ``planned``: the listing digest the unit was planned with; when it is a content digest
     (``--verify-content``), a cache built from other content is rebuilt too.
     """
@@ -98,7 +100,8 @@ def open_cache(dataset: Dataset, clips: Sequence[Clip], folder: Path, source: Ma
         lock = FileLock(folder.parent / f"{folder.name}.lock")
         lock.acquire()
     try:
-        return _complete(folder, identity, clips, content) or _build(dataset, clips, folder, identity, progress)
+        return (_complete(folder, identity, clips, content)
+                or _build(dataset, clips, folder, identity, progress, load or dataset.load))
     finally:
         lock.release()
 
@@ -113,7 +116,8 @@ def _complete(folder: Path, identity: str, clips: Sequence[Clip], content: str |
     return AudioCache(folder / index["file"], index["dtype"], {str(c.path): span for c, span in zip(clips, spans)})
 
 
-def _build(dataset: Dataset, clips: Sequence[Clip], folder: Path, identity: str, progress: bool) -> AudioCache:
+def _build(dataset: Dataset, clips: Sequence[Clip], folder: Path, identity: str, progress: bool,
+           load: Callable[[Clip], np.ndarray]) -> AudioCache:
     content = listing_digest(clips, dataset.root, verify_content=True)
     with _writable(folder):
         build = _Build(folder, identity, content)
@@ -126,7 +130,7 @@ def _build(dataset: Dataset, clips: Sequence[Clip], folder: Path, identity: str,
     try:
         for clip in tqdm(clips[done:], total=len(clips), initial=done, disable=not progress, leave=False,
                          desc=f"audio cache {folder.parent.name}/{folder.name}"):
-            wave = _checked(dataset.load(clip), clip)
+            wave = _checked(load(clip), clip)
             with _writable(folder):
                 build.append(wave)
                 if time.monotonic() - saved >= SAVE_SECONDS:

@@ -10,19 +10,22 @@ frontend:
   augmentations: [{name: mixup, params: {prob: 0.5}}]
   training: {epochs: 16, batch_size: 64, lr: 0.001, scope: shared,
              precision: 32, devices: 1}     # 32 | bf16-mixed | 16-mixed; devices > 1: DDP
-backends: [{name: knn, params: {}}]       # optional `id:` names the result folder (default: name)
+backends: [{name: knn, params: {}}]       # optional `id:` names the result folder (default: name);
+                                          # `view:` near|far|mean|diff|concat|residual (`alpha:` of residual)
+fusions: []                               # [{id: knn_fused, near: knn_near, far: knn_far, alpha: 0.5}]
 scorer: null                              # default: the dataset's official scorer
 seeds: [0, 1]
 output: results
 device: auto                              # auto (CUDA when present), cpu or cuda
 audio_cache: true                         # decoded clips kept as memory-mapped arrays under <output>/audio_cache
-extraction: {batch_size: 64, num_workers: 0, precision: 32}
+extraction: {batch_size: 64, num_workers: 0, precision: 32, views: null}   # views: e.g. [near, far]
 evaluation: {decision_percentile: 90, plots: false}   # threshold: percentile of a gamma fit to train scores
 executor: {name: local, params: {}}       # what runs the units: local, processes, slurm, ray (asd-executors)
 ```
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 from .params import Params, validate
 from .registry import Registry, get_registry
 
@@ -42,8 +45,28 @@ class Component(Params):
     params: dict[str, Any] = {}
 
 
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+CHANNEL_VIEWS = ("near", "far", "mean", "diff")  # extracted views: what the frontend saw of each clip
+DERIVED_VIEWS = ("concat", "residual")  # computed from the near and far views' embeddings
+
+
 class BackendComponent(Component):
-    id: str | None = pydantic.Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """A backend; ``view`` picks the embeddings it fits and scores (default: the first extracted view):
+    an extracted view, ``concat`` ([near, far]) or ``residual`` (near − alpha·far, alpha default 0.5)."""
+
+    id: str | None = pydantic.Field(None, pattern=ID_PATTERN)
+    view: Literal["near", "far", "mean", "diff", "concat", "residual"] | None = None
+    alpha: float | None = None
+
+
+class FusionConfig(Params):
+    """Channel score fusion: ``alpha·z(near) + (1 − alpha)·z(far)`` of two backends' scores, each
+    z-normalised by the mean and standard deviation of its training scores."""
+
+    id: str = pydantic.Field(pattern=ID_PATTERN)
+    near: str
+    far: str
+    alpha: float = pydantic.Field(0.5, ge=0, le=1)
 
 
 class TrainingConfig(Params):
@@ -75,8 +98,16 @@ class ExtractionConfig(Params):
     batch_size: int = pydantic.Field(64, ge=1)
     num_workers: int = pydantic.Field(0, ge=0)
     precision: Literal["32", "bf16-mixed"] = "32"
+    views: list[Literal["near", "far", "mean", "diff"]] | None = pydantic.Field(None, min_length=1)
 
     _precision = pydantic.field_validator("precision", mode="before")(lambda value: _precision_text(value))
+
+    @pydantic.field_validator("views")
+    @classmethod
+    def _distinct(cls, views: list[str] | None) -> list[str] | None:
+        if views is not None and len(set(views)) != len(views):
+            raise ValueError(f"each view once, got {views}")
+        return views
 
 
 def _precision_text(value: Any) -> Any:
@@ -99,6 +130,7 @@ class PipelineConfig(Params):
     dataset: DatasetConfig
     frontend: FrontendConfig
     backends: list[BackendComponent] = pydantic.Field(min_length=1)
+    fusions: list[FusionConfig] = []
     scorer: str | None = None
     seeds: list[int] = pydantic.Field([0], min_length=1)
     output: str = "results"
@@ -121,6 +153,14 @@ class Resolved:
     backend_params: dict[str, tuple[str, dict[str, Any]]]
     scorer: str
     executor_params: dict[str, Any]
+    views: tuple[str, ...] = ("near",)
+    backend_views: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    fusions: dict[str, FusionConfig] = dataclasses.field(default_factory=dict)
+
+    @property
+    def result_ids(self) -> list[str]:
+        """The folders of scored results per machine type: every backend id, then every fusion id."""
+        return [*self.backend_params, *self.fusions]
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (saved with the run)."""
@@ -131,9 +171,9 @@ class Resolved:
             data["frontend"]["loss"]["params"] = self.loss_params
         for aug, params in zip(data["frontend"]["augmentations"], self.augmentation_params):
             aug["params"] = params
-        data["backends"] = [
-            {"id": bid, "name": name, "params": params} for bid, (name, params) in self.backend_params.items()
-        ]
+        data["backends"] = [{"id": bid, "name": name, "params": params, **self.backend_views[bid]}
+                            for bid, (name, params) in self.backend_params.items()]
+        data["extraction"]["views"] = list(self.views)
         data["scorer"] = self.scorer
         data["executor"]["params"] = self.executor_params
         return data
@@ -181,11 +221,58 @@ def resolve(config: PipelineConfig, registry: Registry) -> Resolved:
                 f"backends.{i}: backend id {bid!r} is used twice; give each an `id:` to name its result folder"
             )
         backend_params[bid] = (backend.name, _params(registry, "backends", backend.name, backend.params, f"backends.{i}"))
-    scorer = config.scorer or dataset_cls(validated).scorer  # may depend on the params (e.g. the year)
+    dataset = dataset_cls(validated)
+    views = _views(config, dataset)
+    backend_views = {backend.id or backend.name: _backend_view(backend, views, f"backends.{i}")
+                     for i, backend in enumerate(config.backends)}
+    fusions = _fusions(config.fusions, backend_params)
+    scorer = config.scorer or dataset.scorer  # may depend on the params (e.g. the year)
     _entry(registry, "scorers", scorer, "scorer")
     executor_params = _params(registry, "executors", config.executor.name, config.executor.params, "executor")
     return Resolved(config, dataset_params, frontend_params, loss_params, augmentation_params, backend_params, scorer,
-                    executor_params)
+                    executor_params, views, backend_views, fusions)
+
+
+def _views(config: PipelineConfig, dataset) -> tuple[str, ...]:
+    """The extracted views (default: the dataset's channel choice), each one the dataset can give."""
+    error = dataset.channel_error(dataset.params.channels)
+    if error:
+        raise ConfigError(f"dataset.channels: {error}")
+    views = tuple(config.extraction.views or (dataset.params.channels,))
+    for i, view in enumerate(views):
+        error = dataset.channel_error(view)
+        if error:
+            raise ConfigError(f"extraction.views.{i}: {error}")
+    return views
+
+
+def _backend_view(backend: BackendComponent, views: tuple[str, ...], path: str) -> dict[str, Any]:
+    """``{"view": ..., "alpha": ...}`` of a backend, checked against the extracted views."""
+    view = backend.view or views[0]
+    needed = ("near", "far") if view in DERIVED_VIEWS else (view,)
+    missing = [v for v in needed if v not in views]
+    if missing:
+        raise ConfigError(f"{path}.view: {view!r} needs the {' and '.join(missing)} view(s), but extraction.views "
+                          f"is {list(views)}; add them, e.g. extraction: {{views: [near, far]}}")
+    if backend.alpha is not None and view != "residual":
+        raise ConfigError(f"{path}.alpha: only the residual view takes alpha (view is {view!r})")
+    alpha = 0.5 if backend.alpha is None and view == "residual" else backend.alpha
+    return {"view": view, "alpha": alpha}
+
+
+def _fusions(fusions: list[FusionConfig], backends: dict[str, Any]) -> dict[str, FusionConfig]:
+    out: dict[str, FusionConfig] = {}
+    for i, fusion in enumerate(fusions):
+        if fusion.id in backends or fusion.id in out:
+            raise ConfigError(f"fusions.{i}.id: {fusion.id!r} is already the id of a backend or fusion; "
+                              "result folders must be distinct")
+        for key in ("near", "far"):
+            member = getattr(fusion, key)
+            if member not in backends:
+                raise ConfigError(f"fusions.{i}.{key}: no backend with id {member!r}; backend ids: "
+                                  f"{', '.join(backends)}.{suggest(member, list(backends))}")
+        out[fusion.id] = fusion
+    return out
 
 
 def _entry(registry: Registry, kind: str, name: str, path: str):

@@ -2,9 +2,10 @@
 and where the artifacts live (``<output>/<name>/<dataset id>/…``)."""
 from __future__ import annotations
 
+import functools
 import random
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,7 @@ from .audio_cache import AudioCache, open_cache
 from .config import Resolved, load_config
 from .errors import ConfigError
 from .features import SHARED
-from .interfaces import Dataset, Frontend
+from .interfaces import Clip, Dataset, Frontend
 from .params import validate
 from .registry import Entry, Registry, get_registry
 from .store import fingerprint
@@ -77,16 +78,33 @@ class Context:
         cfg = self.resolved.config
         return Path(cfg.output) / cfg.name / self.dataset.id
 
-    def audio_cache_dir(self, machine: str, split: str) -> Path:
-        """``<output>/audio_cache/<dataset id>/<machine>/<split>``: shared by every pipeline writing to ``output``."""
-        return Path(self.resolved.config.output) / "audio_cache" / self.dataset.id / machine / split
+    def audio_cache_dir(self, machine: str, split: str, channels: str = "near") -> Path:
+        """``<output>/audio_cache/<dataset id>/<machine>/<split>`` (``<split>-<channels>`` for other channel
+        choices than near): shared by every pipeline writing to ``output``."""
+        folder = split if channels == "near" else f"{split}-{channels}"
+        return Path(self.resolved.config.output) / "audio_cache" / self.dataset.id / machine / folder
 
-    def audio_cache(self, machine: str, split: str, planned: str | None = None) -> AudioCache:
-        """The decoded clips of ``machine``/``split``, built on first use (``planned``: see :func:`open_cache`)."""
+    def audio_cache(self, machine: str, split: str, planned: str | None = None,
+                    channels: str | None = None) -> AudioCache:
+        """The decoded clips of ``machine``/``split`` as channel choice ``channels`` gives them (default: the
+        dataset's), built on first use (``planned``: see :func:`open_cache`)."""
         r = self.resolved
-        params = {k: v for k, v in r.dataset_params.items() if k != "machines"}
-        return open_cache(self.dataset, self.dataset.clips(machine, split), self.audio_cache_dir(machine, split),
-                          {"name": r.config.dataset.name, "params": params}, planned, self.progress)
+        choice = channels or self.dataset.params.channels
+        params = {k: v for k, v in r.dataset_params.items() if k != "machines"} | {"channels": choice}
+        return open_cache(self.dataset, self.dataset.clips(machine, split),
+                          self.audio_cache_dir(machine, split, choice), {"name": r.config.dataset.name,
+                                                                          "params": params},
+                          planned, self.progress, self.channel_load(choice))
+
+    def channel_load(self, channels: str | None = None) -> Callable[[Clip], np.ndarray]:
+        """``load(clip)`` of the dataset for channel choice ``channels`` (default: the dataset's)."""
+        if channels in (None, self.dataset.params.channels):
+            return self.dataset.load
+        return functools.partial(self.dataset.load, channels=channels)
+
+    def clip_samples(self, machines: list[str]) -> int:
+        """The clip length a model of ``machines`` sees: the longest of their clip lengths."""
+        return max(self.dataset.clip_samples_of(m) for m in machines)
 
     def seed_dir(self, seed: int) -> Path:
         return self.root / f"seed{seed}"
@@ -121,11 +139,11 @@ class Context:
     def backend_dir(self, seed: int, machine: str, backend: str) -> Path:
         return self.seed_dir(seed) / machine / backend
 
-    def new_frontend(self) -> Frontend:
+    def new_frontend(self, clip_samples: int) -> Frontend:
         r = self.resolved
         frontend = self.registry.create(
             "frontends", r.config.frontend.name, params=r.frontend_params, path="frontend.params",
-            sample_rate=self.dataset.sample_rate, clip_samples=self.dataset.clip_samples, device=self.device,
+            sample_rate=self.dataset.sample_rate, clip_samples=clip_samples, device=self.device,
         )
         if frontend.spec.needs_training != self.trains:
             raise ConfigError(

@@ -1,6 +1,8 @@
 """FeatureSet: what flows from ``extract`` to ``score``, stored as groups of ``features.h5``."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -78,17 +80,42 @@ class FeatureSet:
         return cls(**data)
 
 
-def save_features(path: Path, splits: dict[str, FeatureSet]) -> None:
-    """Write ``features.h5`` atomically with one group per split."""
+def group_name(split: str, view: str, views: Sequence[str]) -> str:
+    """The group of ``split`` in ``view``: ``train``/``test`` for the first view, else ``<split>@<view>``."""
+    return split if view == views[0] else f"{split}@{view}"
+
+
+def save_features(path: Path, splits: dict[str, FeatureSet], views: Sequence[str] = ()) -> None:
+    """Write ``features.h5`` atomically with one group per split (and view; see :func:`group_name`); ``views``
+    names the views in order."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
+            if views:
+                f.attrs["views"] = list(views)
             for split, features in splits.items():
                 features.to_group(f.create_group(split))
 
 
-def load_features(path: Path, split: str) -> FeatureSet:
+def load_features(path: Path, split: str, view: str | None = None) -> FeatureSet:
+    """One split of ``features.h5``: of its first view, or of ``view``."""
     try:
         with h5py.File(path, "r") as f:
-            return FeatureSet.from_group(f[split])
+            views = [v.decode() if isinstance(v, bytes) else str(v) for v in f.attrs.get("views", [])]
+            if view is not None and views and view not in views:
+                raise ArtifactError(f"{path}: no {view!r} view (views: {', '.join(views)}); extract it first")
+            return FeatureSet.from_group(f[group_name(split, view, views) if view and views else split])
     except (OSError, KeyError) as exc:
         raise ArtifactError(f"{path}: cannot read split {split!r} ({exc})") from None
+
+
+def load_view(path: Path, split: str, view: str, alpha: float | None = None) -> FeatureSet:
+    """The embeddings a backend sees: an extracted view, ``concat`` (near and far side by side) or
+    ``residual`` (near − alpha·far, the noise the far microphone hears partly taken out)."""
+    if view not in ("concat", "residual"):
+        return load_features(path, split, view)
+    near, far = load_features(path, split, "near"), load_features(path, split, "far")
+    if not np.array_equal(near.path, far.path) or near.embedding.shape != far.embedding.shape:
+        raise ArtifactError(f"{path}: the near and far views of {split!r} differ in clips or embedding size")
+    embedding = (np.hstack([near.embedding, far.embedding]) if view == "concat"
+                 else near.embedding - np.float32(alpha) * far.embedding)
+    return dataclasses.replace(near, embedding=embedding, frontend_score=None)

@@ -40,23 +40,32 @@ class Clip:
 
 
 class DatasetParams(Params):
-    """Parameters every dataset accepts; datasets subclass this for their own."""
+    """Parameters every dataset accepts; datasets subclass this for their own.
+
+    ``channels`` chooses what a frontend sees of two-channel recordings (channel 0 near, 1 far microphone):
+    ``near`` (the default, as the official DCASE 2026 baseline), ``far``, their ``mean`` or ``diff``
+    (near − far); datasets of one channel take only ``near``.
+    """
 
     root: str
     machines: Literal["all"] | list[str] = "all"
+    channels: Literal["near", "far", "mean", "diff"] = "near"
 
 
 class Dataset:
     """Lists clips per machine type and split, reads audio, and names its official scorer.
 
     Subclasses set ``Params`` (a :class:`DatasetParams` subclass) and implement
-    :meth:`available_machines` and :meth:`clips`.
+    :meth:`available_machines` and :meth:`clips`. ``recorded_channels`` is the number of channels of
+    every clip file (2: near and far microphones); ``clip_seconds`` the fixed clip length, or
+    :meth:`clip_seconds_of` where it differs per machine type.
     """
 
     Params: ClassVar[type[DatasetParams]] = DatasetParams
     scorer: ClassVar[str] = "dcase2023"
     sample_rate: int = 16000
     clip_seconds: float = 10.0
+    recorded_channels: int = 1
 
     def __init__(self, params: DatasetParams):
         self.params = params
@@ -107,17 +116,38 @@ class Dataset:
     def clip_samples(self) -> int:
         return round(self.clip_seconds * self.sample_rate)
 
-    def load(self, clip: Clip) -> np.ndarray:
-        """The clip's whole waveform (float32, mono, at ``sample_rate``)."""
-        from .audio import read_audio
+    def clip_seconds_of(self, machine: str) -> float:
+        """The clip length of ``machine`` (by default ``clip_seconds``, the same for every type)."""
+        return self.clip_seconds
 
-        return read_audio(clip.path, self.sample_rate)
+    def clip_samples_of(self, machine: str) -> int:
+        return round(self.clip_seconds_of(machine) * self.sample_rate)
+
+    def channel_error(self, choice: str) -> str | None:
+        """Why this dataset cannot give channel ``choice`` (None when it can)."""
+        if choice != "near" and self.recorded_channels < 2:
+            return (f"{choice!r} needs two-channel recordings (near and far microphones), but {self.id} has one "
+                    "channel; use 'near'")
+        return None
+
+    def load(self, clip: Clip, channels: str | None = None) -> np.ndarray:
+        """The clip's whole waveform (float32, mono, at ``sample_rate``): of two-channel recordings the
+        ``channels`` choice (default ``params.channels``: near, far, mean or diff)."""
+        from .audio import read_audio, select_channels
+
+        choice = channels or self.params.channels
+        error = self.channel_error(choice)
+        if error:
+            raise ConfigError(f"dataset.channels: {error}")
+        if self.recorded_channels == 1:
+            return read_audio(clip.path, self.sample_rate)
+        return select_channels(read_audio(clip.path, self.sample_rate, self.recorded_channels), choice)
 
     def read(self, clip: Clip, offset: int = 0) -> np.ndarray:
-        """The clip tiled/cropped to the fixed clip length, starting at ``offset``."""
+        """The clip tiled/cropped to its machine type's clip length, starting at ``offset``."""
         from .audio import fit_length
 
-        return fit_length(self.load(clip), self.clip_samples, offset)
+        return fit_length(self.load(clip), self.clip_samples_of(clip.machine), offset)
 
     def expected_machines(self) -> list[str] | None:
         """The machine types this dataset will have once its data are ready, known without reading them

@@ -7,6 +7,7 @@ Units, in the order they can run:
 ``seed<k>/extract/<machine>``            train and test embeddings; ``shared/extract/<machine>``
                                          for untrained frontends, once for every seed
 ``seed<k>/score/<machine>/<backend>``    fit a backend, score test (and cross-fitted train) clips
+``seed<k>/fuse/<machine>/<fusion>``      fuse two backends' scores (channel score fusion)
 ``seed<k>/evaluate/<machine>/<backend>`` decisions and official scores of one machine type
 ``seed<k>/summary``, ``seed<k>/plots``   the reductions of one seed
 ``table``                                the table across seeds
@@ -29,7 +30,7 @@ from .registry import CORE_DISTRIBUTION
 from .store import fingerprint
 
 STAGES = ("train", "extract", "score", "evaluate")
-STAGE_OF = {"train": "train", "extract": "extract", "score": "score", "evaluate": "evaluate",
+STAGE_OF = {"train": "train", "extract": "extract", "score": "score", "fuse": "score", "evaluate": "evaluate",
             "summary": "evaluate", "plots": "evaluate", "table": "evaluate"}
 LOCKS = ".locks"
 LOGS = "logs"
@@ -158,9 +159,10 @@ class Planner:
                         extract[seed, m] = self._extract(seed, m, trained)
             evaluated = []
             for m in self.machines:
-                for bid in ctx.resolved.backend_params:
-                    scored = self._score(seed, m, bid, extract[seed, m])
-                    evaluated.append(self._evaluate(seed, m, bid, scored))
+                scored = {bid: self._score(seed, m, bid, extract[seed, m]) for bid in ctx.resolved.backend_params}
+                for fid, fusion in ctx.resolved.fusions.items():
+                    scored[fid] = self._fuse(seed, m, fid, scored[fusion.near], scored[fusion.far])
+                evaluated += [self._evaluate(seed, m, bid, unit) for bid, unit in scored.items()]
             summaries.append(self._reduction("summary", seed, evaluated, ctx.seed_dir(seed), ("summary.csv",)))
             if ctx.resolved.config.evaluation.plots:
                 self._reduction("plots", seed, evaluated, ctx.seed_dir(seed), ("plots",))
@@ -180,20 +182,23 @@ class Planner:
             **self._dataset(), "machines": machines,
             **{f"data {m}/train": self._listing(m, "train") for m in machines},
             **{f"metadata {m}": self._metadata(m) for m in machines},
-            "class labels": self._class_labels(machines),
+            "class labels": self._class_labels(machines), "clip samples": self._clip_samples(machines),
             "versions": self._versions(("frontends", fe["name"]), ("losses", fe["loss"] and fe["loss"]["name"]),
                                        *(("augmentations", a["name"]) for a in fe["augmentations"])),
         }
         return self._add(f"seed{seed}/train/{name}", "train", [], inputs, ctx.train_dir(seed, name),
-                         ("model", "train_log.csv", "config.yaml"), {"seed": seed, "unit": name, "machines": machines},
-                         scratch=("work",))
+                         ("model", "train_log.csv", "config.yaml"),
+                         {"seed": seed, "unit": name, "machines": machines,
+                          "clip_samples": inputs["clip samples"]}, scratch=("work",))
 
     def _extract(self, seed: int | None, machine: str, trained: Unit | None) -> Unit:
         ctx, r = self.ctx, self.ctx.resolved
         inputs: dict[str, Any] = {"frontend": {"name": r.config.frontend.name, "params": r.frontend_params},
-                                  "precision": r.config.extraction.precision}
+                                  "precision": r.config.extraction.precision, "views": list(r.views)}
         if trained is not None:
             inputs[f"upstream {trained.name}"] = trained.key
+        # a trained model sees the clip length it was trained with; an untrained one each type's own
+        inputs["clip samples"] = trained.args["clip_samples"] if trained else self._clip_samples([machine])
         inputs.update({
             **self._dataset(), f"data {machine}/train": self._listing(machine, "train"),
             f"data {machine}/test": self._listing(machine, "test"), f"metadata {machine}": self._metadata(machine),
@@ -202,15 +207,23 @@ class Planner:
         uid = f"seed{seed}/extract/{machine}" if trained else f"{SHARED}/extract/{machine}"
         path = ctx.features_path(0 if seed is None else seed, machine)
         return self._add(uid, "extract", [trained] if trained else [], inputs, path.parent, (path.name,),
-                         {"seed": seed, "machine": machine})
+                         {"seed": seed, "machine": machine, "clip_samples": inputs["clip samples"]})
 
     def _score(self, seed: int, machine: str, bid: str, extracted: Unit) -> Unit:
         name, params = self.ctx.resolved.backend_params[bid]
         inputs = {f"upstream {extracted.name}": extracted.key, "backend": {"name": name, "params": params},
-                  "backend seed": BACKEND_SEED, "scorer": self.ctx.resolved.scorer,
-                  "versions": self._versions(("backends", name))}
+                  "view": self.ctx.resolved.backend_views[bid], "backend seed": BACKEND_SEED,
+                  "scorer": self.ctx.resolved.scorer, "versions": self._versions(("backends", name))}
         return self._add(f"seed{seed}/score/{machine}/{bid}", "score", [extracted], inputs,
                          self.ctx.backend_dir(seed, machine, bid), (), {"seed": seed, "machine": machine, "backend": bid})
+
+    def _fuse(self, seed: int, machine: str, fid: str, near: Unit, far: Unit) -> Unit:
+        fusion = self.ctx.resolved.fusions[fid]
+        inputs = {f"upstream {near.name}": near.key, f"upstream {far.name}": far.key,
+                  "fusion": fusion.model_dump(mode="json"), "scorer": self.ctx.resolved.scorer,
+                  "versions": self._versions()}
+        return self._add(f"seed{seed}/fuse/{machine}/{fid}", "fuse", [near, far], inputs,
+                         self.ctx.backend_dir(seed, machine, fid), (), {"seed": seed, "machine": machine, "backend": fid})
 
     def _evaluate(self, seed: int, machine: str, bid: str, scored: Unit) -> Unit:
         r = self.ctx.resolved
@@ -253,6 +266,9 @@ class Planner:
             ds = self.ctx.dataset
             self._digests[machine, split] = listing_digest(ds.clips(machine, split), ds.root, self.verify_content)
         return self._digests[machine, split]
+
+    def _clip_samples(self, machines: list[str]) -> int | None:
+        return None if self.missing is not None else self.ctx.clip_samples(machines)
 
     def _subsets(self, machine: str) -> list:
         if self.missing is not None:

@@ -14,11 +14,12 @@ log = logging.getLogger("asdcore")
 
 
 def summary(unit: Unit, ctx: Context) -> list[str]:
-    """Every machine type's evaluation and each subset's official score over machine types, per backend."""
+    """Every machine type's evaluation and each subset's official score over machine types, per backend
+    and fusion."""
     seed = unit.args["seed"]
     scorer = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer")
     results = {}
-    for bid in ctx.resolved.backend_params:
+    for bid in ctx.resolved.result_ids:
         paths = [ctx.backend_dir(seed, machine, bid) / EVALUATION_JSON for machine in unit.args["machines"]]
         evaluations = [read_evaluation(path) for path in paths if path.exists()]
         results[bid] = (evaluations, scorer.aggregate(evaluations))

@@ -24,7 +24,7 @@ from .audio_cache import CachedLoad
 from . import distributed
 from .context import BACKEND_SEED, Context, seed_everything
 from .errors import AsdcoreError
-from .features import FeatureSet, load_features, save_features
+from .features import FeatureSet, group_name, load_features, load_view, save_features
 from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, TrainData
 from .metrics import gamma_threshold
 from .plan import Unit
@@ -42,7 +42,7 @@ def train(unit: Unit, ctx: Context) -> list[str]:
     r, dataset = ctx.resolved, ctx.dataset
     log.info("seed %d: training frontend %s on %s", seed, unit.args["unit"], ", ".join(machines))
     seed_everything(seed)
-    frontend = ctx.new_frontend()
+    frontend = ctx.new_frontend(unit.args["clip_samples"])
     cfg = r.config.frontend
     augmentations = [ctx.registry.create("augmentations", a.name, params=p)
                      for a, p in zip(cfg.augmentations, r.augmentation_params)]
@@ -51,7 +51,7 @@ def train(unit: Unit, ctx: Context) -> list[str]:
     work = unit.directory / "work"
     work.mkdir(parents=True, exist_ok=True)
     data = TrainData(
-        clips=clips, load=_loader(ctx, unit, machines, "train"), clip_samples=dataset.clip_samples,
+        clips=clips, load=_loader(ctx, unit, machines, "train"), clip_samples=unit.args["clip_samples"],
         labels=np.array([classes[c.path] for c in clips]), num_classes=num_classes, training=cfg.training,
         make_loss=_loss_factory(ctx), augmentations=augmentations, device=ctx.device, seed=seed, workdir=work,
         identity=unit.checkpoint_identity,
@@ -65,11 +65,13 @@ def train(unit: Unit, ctx: Context) -> list[str]:
     return ["model", "train_log.csv", "config.yaml"]
 
 
-def _loader(ctx: Context, unit: Unit, machines: list[str], split: str) -> Callable[[Clip], np.ndarray]:
-    """``load(clip)`` for the clips of ``machines``/``split``: through the audio cache unless it is off."""
+def _loader(ctx: Context, unit: Unit, machines: list[str], split: str,
+            channels: str | None = None) -> Callable[[Clip], np.ndarray]:
+    """``load(clip)`` for the clips of ``machines``/``split`` in channel choice ``channels`` (default: the
+    dataset's): through the audio cache unless it is off."""
     if not ctx.resolved.config.audio_cache:
-        return ctx.dataset.load
-    return CachedLoad({(m, split): ctx.audio_cache(m, split, unit.inputs.get(f"data {m}/{split}"))
+        return ctx.channel_load(channels)
+    return CachedLoad({(m, split): ctx.audio_cache(m, split, unit.inputs.get(f"data {m}/{split}"), channels)
                        for m in machines})
 
 
@@ -98,24 +100,28 @@ def _save_model(frontend: Frontend, target: Path) -> None:
 def extract(unit: Unit, ctx: Context) -> list[str]:
     seed, machine = unit.args["seed"], unit.args["machine"]
     log.info("%s: extracting %s", f"seed {seed}" if seed is not None else "all seeds", machine)
-    frontend = ctx.new_frontend()
+    clip_samples = unit.args["clip_samples"]
+    frontend = ctx.new_frontend(clip_samples)
     if ctx.trains:
         frontend.load(ctx.model_dir(seed, machine))
     path = unit.directory / unit.outputs[0]
-    save_features(path, {split: _extract_split(ctx, frontend, machine, split, _loader(ctx, unit, [machine], split))
-                         for split in ("train", "test")})
+    views = ctx.resolved.views
+    save_features(path, {group_name(split, view, views): _extract_split(ctx, frontend, machine, split,
+                                                                       _loader(ctx, unit, [machine], split, view),
+                                                                       clip_samples)
+                         for view in views for split in ("train", "test")}, views)
     return list(unit.outputs)
 
 
 def _extract_split(ctx: Context, frontend: Frontend, machine: str, split: str,
-                   load: Callable[[Clip], np.ndarray]) -> FeatureSet:
+                   load: Callable[[Clip], np.ndarray], clip_samples: int) -> FeatureSet:
     dataset = ctx.dataset
     clips = dataset.clips(machine, split)
     if not clips:
         raise AsdcoreError(f"{machine}: no {split} clips in {dataset.root}")
     ex = ctx.resolved.config.extraction
     cuda = ctx.device.type == "cuda"
-    loader = torch.utils.data.DataLoader(_Waves(clips, load, dataset.clip_samples),
+    loader = torch.utils.data.DataLoader(_Waves(clips, load, clip_samples),
                                          batch_size=ex.batch_size, shuffle=False, num_workers=ex.num_workers,
                                          pin_memory=cuda)
     precision = (torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16) if ex.precision == "bf16-mixed"
@@ -164,19 +170,48 @@ class _Waves(torch.utils.data.Dataset):
 def score(unit: Unit, ctx: Context) -> list[str]:
     seed, machine, bid = unit.args["seed"], unit.args["machine"], unit.args["backend"]
     name, params = ctx.resolved.backend_params[bid]
+    view = ctx.resolved.backend_views[bid]
     features_path = ctx.features_path(seed, machine)
-    features = {s: load_features(features_path, s) for s in ("train", "test")}
+    features = {s: load_view(features_path, s, view["view"], view["alpha"]) for s in ("train", "test")}
     backend = ctx.registry.create("backends", name, params=params, path=f"backends.{bid}.params", seed=BACKEND_SEED)
     backend.fit(features["train"])
     scores = {"test": backend.score(features["test"]), "train": backend.train_scores(features["train"])}
     for split, values in scores.items():
         scores[split] = _checked_scores(values, len(features[split]), f"backend {bid!r} on {machine} ({split})")
+    return _write_scores(unit, ctx, machine, features["test"], features["train"], scores)
+
+
+def _write_scores(unit: Unit, ctx: Context, machine: str, test: FeatureSet, train_set: FeatureSet,
+                  scores: dict[str, np.ndarray]) -> list[str]:
+    """The test scores in the official files of the scorer's groups, and the train scores."""
     shutil.rmtree(unit.directory, ignore_errors=True)  # files of other groups (another scorer) must not linger
     scorer = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer")
-    test, train_set = features["test"], features["train"]
     files = write_groups(unit.directory, SCORES, scorer.groups(machine, test), test.names, scores["test"])
     write_groups(unit.directory, SCORES, {TRAIN_KEY: np.arange(len(train_set))}, train_set.names, scores["train"])
     return [*files, TRAIN_SCORES]
+
+
+def fuse(unit: Unit, ctx: Context) -> list[str]:
+    """Channel score fusion: ``alpha·z(near) + (1 − alpha)·z(far)`` of two backends' stored scores, each
+    z-normalised by the mean and standard deviation of its own training scores."""
+    seed, machine, fid = unit.args["seed"], unit.args["machine"], unit.args["backend"]
+    fusion = ctx.resolved.fusions[fid]
+    features_path = ctx.features_path(seed, machine)
+    features = {s: load_features(features_path, s) for s in ("train", "test")}
+    groups = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer").groups(machine, features["test"])
+    fused = {"test": 0.0, "train": 0.0}
+    for member, weight in ((fusion.near, fusion.alpha), (fusion.far, 1.0 - fusion.alpha)):
+        directory = ctx.backend_dir(seed, machine, member)
+        train = read_groups(directory, SCORES, {TRAIN_KEY: np.arange(len(features["train"]))},
+                            features["train"].names)
+        test = read_groups(directory, SCORES, groups, features["test"].names)
+        mean, std = float(train.mean()), float(train.std())
+        if not std > 0:
+            raise AsdcoreError(f"fusion {fid!r} on {machine}: the training scores of {member!r} are constant, so they "
+                               "cannot be normalised")
+        fused["test"] = fused["test"] + weight * (test - mean) / std
+        fused["train"] = fused["train"] + weight * (train - mean) / std
+    return _write_scores(unit, ctx, machine, features["test"], features["train"], fused)
 
 
 def _checked_scores(values, n: int, where: str) -> np.ndarray:
@@ -238,4 +273,4 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
-RUNNERS = {"train": train, "extract": extract, "score": score, "evaluate": evaluate}
+RUNNERS = {"train": train, "extract": extract, "score": score, "fuse": fuse, "evaluate": evaluate}

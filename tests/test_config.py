@@ -13,11 +13,13 @@ def config(**changes):
 def test_valid_config_resolves_defaults(registry):
     resolved = load_config(config(), registry=registry)
     data = resolved.as_dict()
-    assert data["backends"] == [{"id": "distance", "name": "distance", "params": {"fail_on": "", "scale": 1.0, "nan": False, "delay": 0.0}}]
+    assert data["backends"] == [{"id": "distance", "name": "distance", "view": "near", "alpha": None,
+                                 "params": {"fail_on": "", "scale": 1.0, "nan": False, "delay": 0.0}}]
     assert data["frontend"]["params"] == {"bins": 16, "delay": 0.0, "nan": False}
     assert data["frontend"]["training"]["epochs"] == 16
     assert data["scorer"] == "hmean"
-    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all", "truth": False, "gain": 1.0,
+    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all", "channels": "near", "truth": False,
+                               "gain": 1.0,
                                "tag": ""}
 
 
@@ -39,7 +41,7 @@ def test_unknown_component_param(registry):
 
 
 def test_unknown_dataset_param(registry):
-    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines, truth, gain, tag\. Did you mean 'root'\?"):
+    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines, channels, truth, gain, tag\. Did you mean 'root'\?"):
         load_config(config(dataset={"name": "toy", "root": "x", "rot": 1}), registry=registry)
 
 

@@ -28,7 +28,8 @@ def test_untrained_frontend_extracts_once_for_every_seed(registry, toy_root, tmp
     assert plan["table"].deps == ("seed0/summary", "seed1/summary")
     extract = plan["shared/extract/alpha"]
     assert extract.directory == tmp_path / "toyrun" / "toy" / "shared" / "alpha" and extract.outputs == ("features.h5",)
-    assert set(extract.inputs) == {"frontend", "precision", "dataset", "data alpha/train", "data alpha/test",
+    assert set(extract.inputs) == {"frontend", "precision", "views", "clip samples", "dataset", "data alpha/train",
+                                   "data alpha/test",
                                    "metadata alpha", "versions"}
     assert extract.inputs["versions"] == {"toy-dist": "9.9", "asdcore": registry.versions()["asdcore"]}
     # the seed is no input of untrained features; the score units of two seeds differ only by their folder

@@ -105,7 +105,7 @@ def test_report_lists_plugins_hooks_and_components(registry):
     assert toy["hooks"] == ["register_augmentations", "register_backends", "register_datasets", "register_frontends",
                             "register_losses", "register_scorers"]
     assert toy["components"] == {"frontends": ["centred", "spectrum", "tiny"], "losses": ["softmax"],
-                                 "backends": ["distance"], "datasets": ["toy"], "augmentations": ["toy_gain"],
+                                 "backends": ["distance"], "datasets": ["toy", "toy_stereo"], "augmentations": ["toy_gain"],
                                  "scorers": ["slow_hmean"]}
     core = {p["name"]: p["components"] for p in report["plugins"] if p["distribution"] == "asdcore"}
     assert core == {"asdcore.default_plugins.executors": {"executors": ["local"]},

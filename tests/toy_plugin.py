@@ -92,6 +92,47 @@ class ToyDataset(asdcore.Dataset):
         return super().load(clip) * np.float32(self.params.gain)
 
 
+class StereoDataset(ToyDataset):
+    """:class:`ToyDataset` of two-channel (near, far) clips; each machine type's clip length is its own."""
+
+    recorded_channels = 2
+
+    @property
+    def id(self) -> str:
+        return "toy_stereo" + self.params.tag
+
+    def clip_seconds_of(self, machine):
+        return SECONDS * (1 + self.available_machines().index(machine) / 2)
+
+    def load(self, clip, channels=None):
+        return asdcore.Dataset.load(self, clip, channels)
+
+
+def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
+    """Two-channel clips named as :func:`make_data`'s: channel 0 (near) = tone + a little noise, channel 1
+    (far) = the tone attenuated + louder noise that both microphones hear, the near one 3 samples later;
+    the clips of machine type ``i`` last ``SECONDS * (1 + i / 2)``."""
+    rng = np.random.default_rng(seed)
+    for m_index, machine in enumerate(machines):
+        t = np.arange(int(SR * SECONDS * (1 + m_index / 2))) / SR
+        for split in ("train", "test"):
+            (root / machine / split).mkdir(parents=True, exist_ok=True)
+        specs = [("train", "source", "normal", n_train), ("train", "target", "normal", n_target)]
+        specs += [("test", d, lab, n_test // 4) for d in ("source", "target") for lab in ("normal", "anomaly")]
+        for split, domain, label, n in specs:
+            for i in range(n):
+                f = (300 + 100 * m_index) * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
+                if label == "anomaly":
+                    f *= 1.08 + 0.05 * rng.random()
+                tone = 0.3 * np.sin(2 * np.pi * f * t)
+                noise = 0.2 * rng.standard_normal(len(t) + 3)
+                near = tone + 0.2 * noise[:-3] + 0.01 * rng.standard_normal(len(t))
+                far = 0.3 * tone + noise[3:]
+                wave = np.stack([near, far], axis=1).astype(np.float32)
+                sf.write(root / machine / split / f"{domain}_{label}_{i:03d}.wav", wave, SR)
+    return root
+
+
 def write_truth(root: Path, machine: str, flip: bool = False) -> Path:
     """``truth.csv`` for the test clips of ``machine`` from their names (labels swapped with ``flip``)."""
     rows = []
@@ -248,6 +289,7 @@ class DistanceBackend(asdcore.Backend):
 @asdcore.hookimpl
 def register_datasets(register):
     register("toy", ToyDataset)
+    register("toy_stereo", StereoDataset)
 
 
 @asdcore.hookimpl
