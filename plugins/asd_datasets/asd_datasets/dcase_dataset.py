@@ -1,12 +1,14 @@
-"""``dcase``: a DCASE Task 2 year (2020–2025) in the formatted layout ``<root>/formatted/dcase<year>/raw``."""
+"""``dcase``: a DCASE Task 2 year (2020–2026) in the formatted layout ``<root>/formatted/dcase<year>/raw``."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pydantic
+import soundfile
 
 import asdcore
-from asdcore.errors import DatasetError
+from asdcore.errors import AudioError, DatasetError
 
 from .labels import formatted_dir
 from .layout import FormattedDataset
@@ -18,8 +20,10 @@ class DcaseDataset(FormattedDataset):
 
         dataset: {name: dcase, root: data, year: 2023, machines: all}
 
-    Clip length, sample rate, official sections (dev/eval) and scorer come from the year's spec;
-    the 2025 ``supplemental/`` folders are ignored.
+    Clip length, sample rate, channels, official sections (dev/eval) and scorer come from the year's spec;
+    the 2025 ``supplemental/`` folders are ignored. 2026 clips have two channels (near and far microphone;
+    ``channels: near | far | mean | diff`` chooses what the frontend sees) and a clip length per machine
+    type, that of the type's longest training clip (the eval types' lengths are not published per type).
     """
 
     scorer = "dcase2023"  # class default; an instance holds its year's scorer
@@ -42,7 +46,9 @@ class DcaseDataset(FormattedDataset):
         self.scorer = self.spec.scorer
         self.sample_rate = self.spec.sample_rate
         self.clip_seconds = self.spec.clip_seconds
+        self.recorded_channels = self.spec.channels
         self.label_fields = self.spec.label_fields
+        self._seconds: dict[str, float] = {}
 
     @property
     def id(self) -> str:
@@ -59,6 +65,17 @@ class DcaseDataset(FormattedDataset):
     def expected_machines(self) -> list[str]:
         """The year's official machine types (dev and eval) that ``machines`` selects."""
         return self.spec.machines() if self.params.machines == "all" else list(self.params.machines)
+
+    def clip_seconds_of(self, machine: str) -> float:
+        """The year's clip length, or (2026) that of ``machine``'s longest training clip."""
+        if self.clip_seconds is not None:
+            return self.clip_seconds
+        if machine not in self._seconds:
+            lengths = [_seconds(clip.path) for clip in self.clips(machine, "train")]
+            if not lengths:
+                raise DatasetError(f"{self.root / machine / 'train'}: no training clips to take the clip length from")
+            self._seconds[machine] = max(lengths)
+        return self._seconds[machine]
 
     def subsets(self, machine: str) -> dict[int, str]:
         """The year's official sections of ``machine`` that its test clips have."""
@@ -84,3 +101,11 @@ class DcaseDataset(FormattedDataset):
                 f"no formatted DCASE {year} data at {str(self.root)!r}; "
                 f"run `asdcore data format --year {year} --root {self.data_root}` first"
             )
+
+
+def _seconds(path: Path) -> float:
+    try:
+        info = soundfile.info(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    return info.frames / info.samplerate

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 
 from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, ConfigError, DatasetError
+from asdcore.errors import AudioError
 from asdcore.config import load_config
 from asdcore.engine import Pipeline
 from asdcore.registry import Registry
@@ -159,3 +160,47 @@ def test_run_2021_through_the_engine(registry, root, tmp_path):
     rows = list(csv.DictReader((out / "seed0" / "summary.csv").open()))
     subsets = {r["section"] for r in rows if r["machine"] == "all" and r["metric"] == "official"}
     assert subsets == {"dev", "eval"}
+
+
+@pytest.mark.parametrize("channels", ["far", "mean", "diff"])
+def test_far_channels_of_a_mono_year_name_the_year(registry, root, tmp_path, channels):
+    config = {"name": "mono", "dataset": {"name": "dcase", "root": str(root), "year": 2023, "channels": channels},
+              "frontend": {"name": "raw_spec"}, "backends": [{"name": "knn"}], "output": str(tmp_path)}
+    with pytest.raises(ConfigError, match=rf"dataset.channels: '{channels}' needs two-channel recordings \(near and "
+                                          r"far microphones\), but dcase2023 has one channel; use 'near'"):
+        load_config(config, registry=registry)
+
+
+def write_2026(root: Path, machine: str, split: str, name: str, seconds: float, seed: int) -> Path:
+    path = root / "formatted" / "dcase2026" / "raw" / machine / split / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.random.default_rng(seed).normal(0, 0.1, (int(SR * seconds), 2)).astype(np.float32), SR)
+    return path
+
+
+def test_2026_clips_have_two_channels_and_a_length_per_machine_type(registry, tmp_path):
+    lengths = {"ToyCarEmu": 0.3, "Sander": 0.4}
+    for seed, (machine, seconds) in enumerate(lengths.items()):
+        write_2026(tmp_path, machine, "train", clip_name(0, "source", "train", "normal", 0, "spd_2"), seconds, seed)
+        write_2026(tmp_path, machine, "train", clip_name(0, "target", "train", "normal", 0, "spd_1"), seconds / 2, seed)
+        write_2026(tmp_path, machine, "test", clip_name(0, "source", "test", "anomaly", 0), seconds, seed)
+    data = {choice: dataset(registry, tmp_path, 2026, channels=choice) for choice in ("near", "far", "mean", "diff")}
+    assert data["near"].recorded_channels == 2
+    assert {m: data["near"].clip_seconds_of(m) for m in lengths} == lengths  # the longest training clip
+    clip = data["near"].clips("Sander", "test")[0]
+    direct, _ = sf.read(clip.path, dtype="float32", always_2d=True)
+    near, far = direct[:, 0], direct[:, 1]
+    for choice, expected in {"near": near, "far": far, "mean": (near + far) / 2, "diff": near - far}.items():
+        np.testing.assert_allclose(data[choice].load(clip), expected, atol=1e-7)
+    np.testing.assert_allclose(data["near"].load(clip, channels="far"), far, atol=1e-7)
+    assert len(data["near"].read(data["near"].clips("Sander", "train")[1])) == int(SR * 0.4)  # tiled to 0.4 s
+
+
+def test_a_mono_file_in_a_2026_tree_names_the_file(registry, tmp_path):
+    write_2026(tmp_path, "fan", "train", clip_name(0, "source", "train", "normal", 0, "spd_1"), 0.2, 0)
+    path = tmp_path / "formatted" / "dcase2026" / "raw" / "fan" / "test" / clip_name(0, "source", "test", "normal", 0)
+    path.parent.mkdir(parents=True)
+    sf.write(path, np.zeros(SR // 5, np.float32), SR)
+    fan = dataset(registry, tmp_path, 2026)
+    with pytest.raises(AudioError, match=rf"{path.name}: 1 channel, expected 2 \(channel 0: near microphone"):
+        fan.load(fan.clips("fan", "test")[0])
