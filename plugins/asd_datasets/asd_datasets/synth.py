@@ -26,6 +26,11 @@ Each clip then passes a microphone colouring filter (spectral tilt and a resonan
 and gets factory background noise 15-20 dB below the machine: pink noise, mains hum
 and a ventilation band in the hall; the yard is 8 dB louder and darker, with more hiss
 and distant knocks.
+
+:func:`render_two_mics` renders a clip at two microphones (DCASE 2026): channel 0 near the
+machine as above, but with the background 12-24 dB below the machine and tilted by up to
++-3 dB/octave per clip; channel 1 far away, the machine 10-14 dB weaker and low-passed (2-4 kHz),
+the same background 0-4 dB louder and 1-5 ms earlier or later than at the near microphone.
 Per clip the speed jitters (+-0.5 % for the speed-controlled gearbox up to +-3 % for
 the valve timing), every harmonic and noise level varies by about 10 % and the output
 gain by 8 dB, so no two normal clips are alike. The target domain shifts the operating
@@ -97,6 +102,7 @@ _ANOMALIES = {  # kind -> level range: relative to the machine's RMS; drift in u
     "imbalance": (0.07, 0.45),
 }
 _MAX_COUNT = 10_000  # indices have four digits
+MIN_CLIP_SECONDS = 0.1
 RECORD = "synth.json"  # the generation parameters, beside the data
 LOCK = ".synth.lock"
 RECORD_FORMAT = 1
@@ -125,8 +131,8 @@ class SynthOptions:
                 raise ValueError(f"{name} must be in [0, {limit}], got {getattr(self, name)}")
         if self.n_test % 4:
             raise ValueError(f"n_test must be divisible by 4 (source/target x normal/anomaly), got {self.n_test}")
-        if self.clip_seconds < 0.1:
-            raise ValueError(f"clip_seconds must be at least 0.1, got {self.clip_seconds}")
+        if self.clip_seconds < MIN_CLIP_SECONDS:
+            raise ValueError(f"clip_seconds must be at least {MIN_CLIP_SECONDS}, got {self.clip_seconds}")
         if self.sample_rate < 16000:  # the sounds reach 7 kHz
             raise ValueError(f"sample_rate must be at least 16000, got {self.sample_rate}")
 
@@ -361,12 +367,13 @@ def _damage(rng, kind, level, x, cycles, sr) -> np.ndarray:
     return x  # drift acts on the speed before rendering
 
 
-def _render(machine: str, code: int, index: int, attrs: dict[str, str], options: SynthOptions) -> np.ndarray:
-    """One clip as int16 samples."""
-    rng = np.random.default_rng([options.seed, MACHINE_TYPES.index(machine), code, index])
+def _rng(machine: str, code: int, index: int, options: SynthOptions) -> np.random.Generator:
+    return np.random.default_rng([options.seed, MACHINE_TYPES.index(machine), code, index])
+
+
+def _machine_sound(rng, machine: str, code: int, attrs: dict[str, str], n: int, sr: int) -> np.ndarray:
+    """The machine (with its anomaly, if any) through its microphone colouring, unit RMS."""
     spec = _MACHINES[machine]
-    sr = options.sample_rate
-    n = int(round(options.clip_seconds * sr))
     kind = rng.choice(list(_ANOMALIES)) if _GROUPS[code][2] == "anomaly" else None
     low, high = _ANOMALIES.get(kind, (0.0, 0.0))
     level = low + (high - low) * float(rng.uniform())
@@ -376,12 +383,102 @@ def _render(machine: str, code: int, index: int, attrs: dict[str, str], options:
     cycles = rng.uniform() + np.cumsum(speed) / sr
     x = _unit(spec.render(rng, attrs, cycles, sr))
     x = _damage(rng, kind, level, x, cycles, sr)
-    placement, background = spec.scene(attrs)
-    x = _unit(scipy.fft.irfft(scipy.fft.rfft(x) * _placement_gain(n, sr, placement), n))
-    x += float(10 ** (-rng.uniform(15, 20) / 20)) * _background(rng, background, n, sr)
-    x *= float(10 ** (rng.uniform(-32, -24) / 20) / np.sqrt(np.mean(x**2)))
+    placement, _ = spec.scene(attrs)
+    return _unit(scipy.fft.irfft(scipy.fft.rfft(x) * _placement_gain(n, sr, placement), n))
+
+
+def _ambient(rng, background: str, n: int, sr: int) -> np.ndarray:
+    """Factory background 15-20 dB below a unit-RMS machine."""
+    return float(10 ** (-rng.uniform(15, 20) / 20)) * _background(rng, background, n, sr)
+
+
+def _pcm(rng, x: np.ndarray) -> np.ndarray:
+    """``x`` (samples[, channels]) as int16 at a random level of channel 0, kept below full scale."""
+    reference = x if x.ndim == 1 else x[:, 0]
+    x *= float(10 ** (rng.uniform(-32, -24) / 20) / np.sqrt(np.mean(reference**2)))
     x *= min(1.0, 0.95 / float(np.abs(x).max()))
     return np.round(x * 32767).astype(np.int16)
+
+
+def _samples(options: SynthOptions) -> int:
+    return int(round(options.clip_seconds * options.sample_rate))
+
+
+def render(machine: str, code: int, index: int, attrs: dict[str, str], options: SynthOptions) -> np.ndarray:
+    """One mono clip as int16 samples."""
+    rng = _rng(machine, code, index, options)
+    sr, n = options.sample_rate, _samples(options)
+    x = _machine_sound(rng, machine, code, attrs, n, sr)
+    x += _ambient(rng, _MACHINES[machine].scene(attrs)[1], n, sr)
+    return _pcm(rng, x)
+
+
+# ---------------------------------------------------------------- two microphones
+# A near and a far microphone share one environmental noise, which reaches them a few ms apart.
+# Ranges are drawn per clip; decibels are relative to the machine at the near microphone.
+
+_NEAR_NOISE_DB = (-24.0, -12.0)
+_FAR_NOISE_DB = (0.0, 4.0)  # relative to the noise at the near microphone
+_FAR_MACHINE_DB = (-14.0, -10.0)
+_FAR_CUTOFF_HZ = (2000.0, 4000.0)  # distance dulls the machine at the far microphone
+_NOISE_TILT_DB = (-3.0, 3.0)  # per octave: the noise's colour
+_NOISE_DELAY_S = (0.001, 0.005)
+
+
+@dataclass(frozen=True)
+class TwoMics:
+    """A two-channel clip in parts, each ``(samples, 2)`` with column 0 the near microphone."""
+
+    machine: np.ndarray
+    noise: np.ndarray
+    delay: int  # samples by which the noise reaches the far microphone after the near one (< 0: before)
+
+
+def two_mics(machine: str, code: int, index: int, attrs: dict[str, str], options: SynthOptions) -> TwoMics:
+    """The machine and noise parts of the clip :func:`render_two_mics` writes."""
+    return _two_mics(_rng(machine, code, index, options), machine, code, attrs, options)
+
+
+def render_two_mics(machine: str, code: int, index: int, attrs: dict[str, str], options: SynthOptions) -> np.ndarray:
+    """One clip at the near and the far microphone as int16 samples ``(samples, 2)``."""
+    rng = _rng(machine, code, index, options)
+    parts = _two_mics(rng, machine, code, attrs, options)
+    return _pcm(rng, parts.machine + parts.noise)
+
+
+def _two_mics(rng, machine: str, code: int, attrs: dict[str, str], options: SynthOptions) -> TwoMics:
+    sr, n = options.sample_rate, _samples(options)
+    near = _machine_sound(rng, machine, code, attrs, n, sr)
+    far = _db(rng, _FAR_MACHINE_DB) * _lowpass(near, sr, rng.uniform(*_FAR_CUTOFF_HZ))
+    delay = _delay(rng, sr)
+    level = _db(rng, _NEAR_NOISE_DB)
+    far_level = level * _db(rng, _FAR_NOISE_DB)
+    noise = _environment(rng, _MACHINES[machine].scene(attrs)[1], n + abs(delay), sr)
+    at_near, at_far = (noise[delay:], noise[:n]) if delay >= 0 else (noise[:n], noise[-delay:])
+    return TwoMics(np.stack([near, far], axis=1), np.stack([level * at_near, far_level * at_far], axis=1), delay)
+
+
+def _delay(rng, sr: int) -> int:
+    low, high = (round(seconds * sr) for seconds in _NOISE_DELAY_S)
+    return int(rng.integers(low, high + 1)) * int(rng.choice([-1, 1]))
+
+
+def _db(rng, bounds: tuple[float, float]) -> float:
+    """A gain drawn uniformly in decibels."""
+    return float(10 ** (rng.uniform(*bounds) / 20))
+
+
+def _lowpass(x: np.ndarray, sr: int, cutoff: float) -> np.ndarray:
+    gain = 1 / (1 + (_freqs(len(x), sr) / cutoff) ** 2)
+    return scipy.fft.irfft(scipy.fft.rfft(x) * gain.astype(np.float32), len(x))
+
+
+def _environment(rng, background: str, n: int, sr: int) -> np.ndarray:
+    """A background with a random spectral tilt, at the background's level."""
+    x = _background(rng, background, n, sr)
+    tilt = (_freqs(n, sr) / 1000.0) ** (rng.uniform(*_NOISE_TILT_DB) / 6.02)
+    tilted = scipy.fft.irfft(scipy.fft.rfft(x) * tilt.astype(np.float32), n)
+    return float(np.sqrt(np.mean(x**2))) * _unit(tilted)
 
 
 # ---------------------------------------------------------------- files
@@ -402,11 +499,15 @@ def _clips(options: SynthOptions):
 
 
 def _write_clip(path: pathlib.Path, clip: tuple, options: SynthOptions) -> None:
-    pcm = _render(*clip, options)
+    write_wav(path, render(*clip, options), options.sample_rate)
+
+
+def write_wav(path: pathlib.Path, pcm: np.ndarray, sample_rate: int) -> None:
+    """Write int16 samples (samples[, channels]) as a 16-bit WAV file, atomically."""
     # The temporary name does not end in .wav, so a partial file is never taken for a clip.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        sf.write(tmp, pcm, options.sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
