@@ -33,7 +33,8 @@ def data() -> None:
               help="Target train clips per machine type (with --year: a tenth of the source clips).")
 @click.option("--n-test", default=None, type=click.IntRange(min=2),
               help="Test clips per machine type, divisible by 4 [200]; with --year per section and domain [8].")
-@click.option("--clip-seconds", default=None, type=click.FloatRange(min=0.1), help="Clip length [2.0; 1.0 with --year].")
+@click.option("--clip-seconds", default=None, type=click.FloatRange(min=0.1),
+              help="Clip length [2.0; 1.0 with --year; 2026: of the 10-s machine types, the others scaled].")
 @click.option("--force", is_flag=True,
               help="Delete the clips generated before in ROOT (the machine types of its synth.json record; with "
                    "--year also the ground truth) and generate anew, e.g. with other parameters.")

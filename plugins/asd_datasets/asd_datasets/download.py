@@ -2,7 +2,7 @@
 
 Layout under ``<root>/original/dcase<year>/``: ``archives/`` (the archives, ``.part`` files while
 transferring, ``.done`` markers once extracted), ``{dev_data,eval_data}/raw/<machine>/<subdir>/`` and
-``ground_truth/`` (the organisers' eval list and the official evaluator's files).
+``ground_truth/`` (the organisers' eval list, where there is one, and the official evaluator's files).
 """
 from __future__ import annotations
 
@@ -88,10 +88,12 @@ def select_archives(spec: YearSpec, subsets: tuple[str, ...], machines: list[str
 
 
 def ground_truth_sources(spec: YearSpec, machines: list[str], mirror: str | None) -> list[tuple[str, str]]:
-    """(path relative to ``ground_truth/``, URL) of the eval list and the evaluator files of ``machines``."""
+    """(path relative to ``ground_truth/``, URL) of the eval list (if any) and the evaluator files of ``machines``."""
     if not machines:
         return []
-    sources = [(f"eval_data_list_{spec.year}.csv", source_url(spec.eval_list_url, mirror))]
+    sources = []
+    if spec.eval_list_url:
+        sources.append((f"eval_data_list_{spec.year}.csv", source_url(spec.eval_list_url, mirror)))
     if spec.evaluator_url:
         base = (mirror or spec.evaluator_url).rstrip("/")
         sources += [(relative, f"{base}/{relative}") for relative in _evaluator_files(spec, machines)]

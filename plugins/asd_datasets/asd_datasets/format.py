@@ -3,7 +3,8 @@
 Reads ``<root>/original/dcase<Y>/{dev_data,eval_data}/raw/<machine>/<subdir>/*.wav`` and fills
 ``<root>/formatted/dcase<Y>/raw/<machine>/{train,test[,supplemental]}/<unified name>.wav`` with
 symbolic links (default) or by moving the originals. Eval test files get their full names from the
-ground truth: the organisers' list, where the evaluator's label and domain files win.
+ground truth: the organisers' list (else, as in 2026, the evaluator's attribute files), where the
+evaluator's label and domain files win.
 """
 from __future__ import annotations
 
@@ -200,7 +201,7 @@ def _plan(spec: YearSpec, folders: list[tuple[str, Path]], dest: Path, truth_dir
                     name = _checked(_labelled_name(spec, name, split, src), split, src)
                 steps.append(_Step(src, dest / folder.name / split / name))
     if eval_tests:
-        steps += _eval_steps(spec, _GroundTruth(truth_dir, spec.year), eval_tests, dest, report)
+        steps += _eval_steps(spec, _GroundTruth(truth_dir, spec), eval_tests, dest, report)
     _check_unique(steps)
     report.counts = _counts(steps)
     return steps
@@ -261,7 +262,7 @@ def _check_coverage(truth: _GroundTruth, tests: dict[str, dict[str, Path]]) -> N
         if orphans:
             problems.append(f"{len(orphans)} {machine} ground-truth entries without a file: {_few(orphans)}")
     if problems:
-        hint = "" if truth.found else f" (expected eval_data_list_{truth.year}.csv and/or evaluator folders there)"
+        hint = "" if truth.found else f" (expected {truth.expected} there)"
         raise DatasetError(f"eval ground truth in {truth.folder}{hint} does not match the eval test files: "
                            + "; ".join(problems))
 
@@ -289,12 +290,13 @@ class _GroundTruth:
     from the evaluator's ``ground_truth_data/`` (2021: per-domain files) and ``ground_truth_domain/``.
     """
 
-    def __init__(self, folder: Path, year: int):
-        self.folder, self.year = folder, year
+    def __init__(self, folder: Path, spec: YearSpec):
+        self.folder = folder
+        self.expected = (f"eval_data_list_{spec.year}.csv and/or " if spec.eval_list_url else "") + "evaluator folders"
         self.names: dict[str, dict[str, str]] = defaultdict(dict)
         self.labels: dict[str, dict[str, int]] = defaultdict(dict)
         self.domains: dict[str, dict[str, int]] = defaultdict(dict)
-        lists = [p for p in (folder / f"eval_data_list_{year}.csv", folder / "eval_data_list.csv") if p.is_file()]
+        lists = [p for p in (folder / f"eval_data_list_{spec.year}.csv", folder / "eval_data_list.csv") if p.is_file()]
         if lists:
             self._read_list(lists[0])
         self._read_evaluator()
@@ -446,7 +448,7 @@ def _read_journal(path: Path, root: Path) -> list[_Step]:
 @click.option("--mode", type=click.Choice(MODES), default="symlink", show_default=True,
               help="Link to the originals, or move (rename) them.")
 @click.option("--ground-truth", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder with eval_data_list_<year>.csv and evaluator folders "
+              help="Folder with eval_data_list_<year>.csv (up to 2025) and evaluator folders "
                    "[default: ROOT/original/dcase<year>/ground_truth].")
 def format_command(year: int, root: Path, mode: str, ground_truth: Path | None) -> None:
     """Format the original DCASE data into the unified layout (eval test files renamed via the ground truth)."""

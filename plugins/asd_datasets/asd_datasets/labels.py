@@ -3,6 +3,11 @@
 A clip's class is the string of the requested fields joined with ``---``: machine type, section
 (as an int), attribute string and domain (``is_target`` 0/1), e.g. ``fan---0---m-n_W---1``.
 Class ids are the ranks of these strings in sorted order.
+
+The attribute string is an opaque label, the name's tokens after the index as they are: a key
+that repeats (2026's ``car_A1_spd_1_mic_2_mic_1``) keeps both values, and case counts, so 2026
+gearboxEmu's ``pro_Y`` and ``pro_y`` are two classes. That is deliberate: the names are the only
+record of the conditions, and merging values would guess at what the organisers meant.
 """
 from __future__ import annotations
 

@@ -8,13 +8,20 @@ folders are ``train`` and ``test`` (2021: ``source_test`` and ``target_test``; 2
   ``anomaly_id_01_00000000.wav`` (dev test), ``id_01_00000000.wav`` (eval test).
 * 2021: ``section_03_target_train_normal_0000_Spd1000Mic1.wav`` (train: one attribute token),
   ``section_00_source_test_anomaly_0000.wav`` (dev test), ``section_03_source_test_0000.wav`` (eval test).
-* 2022-2025: ``section_00_source_test_normal_0000_spd_1000_mic_1.wav`` (train, dev test; 2024/2025
+* 2022-2026: ``section_00_source_test_normal_0000_spd_1000_mic_1.wav`` (train, dev test; 2024-2026
   types without attribute information say ``noAttribute``), ``section_00_0000.wav`` (eval test);
   2025's ``supplemental/section_00_machine_0000_.wav``.
 
 The eval test labels are hidden as in the real data and written to ``ground_truth/``: the organisers'
-``eval_data_list_<year>.csv`` and, from 2021, the official evaluators' ``ground_truth_data/``,
-``ground_truth_domain/`` (2022+) and ``ground_truth_attributes/`` (2023+) files.
+``eval_data_list_<year>.csv`` (up to 2025) and, from 2021, the official evaluators' ``ground_truth_data/``,
+``ground_truth_domain/`` (2022+) and ``ground_truth_attributes/`` (2023+) files; 2026's list the
+files from the second to the last, then the first, as the real ones do.
+
+2026 clips have two channels, the near and the far microphone (:func:`asd_datasets.synth.render_two_mics`),
+and lengths per machine type: ``clip_seconds`` is the length of a type whose real clips last 10 s,
+the others are scaled by their real length (ToyCar and ToyCarEmu: 12 s, so 1.2 times). The real
+lengths of the eval types (6, 10 or 16 s) are not published per type; ``SYNTHETIC_SECONDS`` assigns
+them one each, a synthetic choice, so readers of a tree must take lengths from the files.
 
 Sounds come from :mod:`asd_datasets.synth`: each DCASE machine type plays one of its four sound
 models, with the model's conditions as attributes. Every clip's random stream depends only on
@@ -22,7 +29,8 @@ models, with the model's conditions as attributes. Every clip's random stream de
 and subsets reproduces the full tree's files.
 
 As in :mod:`asd_datasets.synth`, the tree's parameters (year, subsets, n_train, n_test,
-clip_seconds, seed, the machine types so far) are recorded in ``<tree>/synth.json``: a request
+clip_seconds, seed, the machine types so far; 2026 also channels and the clip length of each
+machine type, ``machine_seconds``) are recorded in ``<tree>/synth.json``: a request
 with other parameters, or a tree with clips but no record, is a :class:`DatasetError` unless
 ``force``, which deletes the generated clips and ground truth first; more machine types are added.
 Writing holds ``<tree>/.synth.lock``.
@@ -51,6 +59,10 @@ from .years import DEV, EVAL, YEARS, YearSpec, get_year
 SUBSETS = (DEV, EVAL)
 SUBSET_FOLDERS = {DEV: "dev_data", EVAL: "eval_data"}
 N_SUPPLEMENTAL = 2  # clips per machine type and subset in 2025's supplemental/ folder
+REFERENCE_SECONDS = 10.0  # clip_seconds is the length of a type whose real clips last this long
+SYNTHETIC_SECONDS = {  # year -> real lengths assumed for types whose length is unknown (a synthetic choice)
+    2026: {"BlowerDustCollector": 10.0, "Sander": 6.0, "SewingMachine": 16.0, "ToothBrush": 6.0, "ToyDrone": 16.0},
+}
 _MAX_INDEX = 10_000  # indices have four digits
 
 
@@ -118,9 +130,10 @@ def write_original(year: int, root: Path, machines: list[str] | None = None, sub
     """
     clips = plan(year, machines, subsets, n_train, n_test, seed)
     subsets = [s for s in SUBSETS if s in _check_subsets(subsets)]
-    params = {"format": synth.RECORD_FORMAT, "year": year, "subsets": subsets, "n_train": n_train,
-              "n_test": n_test, "clip_seconds": float(clip_seconds), "seed": seed}
     spec = get_year(year)
+    _check_lengths(spec, clip_seconds)
+    params = {"format": synth.RECORD_FORMAT, "year": year, "subsets": subsets, "n_train": n_train,
+              "n_test": n_test, "clip_seconds": float(clip_seconds), "seed": seed, **_facts(spec, clip_seconds)}
     out = Path(root) / "original" / f"dcase{year}"
     out.mkdir(parents=True, exist_ok=True)
     with synth.locked(out / synth.LOCK):
@@ -130,12 +143,20 @@ def write_original(year: int, root: Path, machines: list[str] | None = None, sub
             f"Use another root, or regenerate with `asdcore data synth --year {year} --force`, which deletes "
             "its clips and ground truth.", force,
         )
-        _write_clips(out, [clip for clip in clips if not path_of(out, clip).exists()], clip_seconds, progress)
+        _write_clips(out, spec, [clip for clip in clips if not path_of(out, clip).exists()], clip_seconds, progress)
         # the ground truth covers every recorded machine type, not only this call's
         hidden = [clip for clip in plan(year, recorded, subsets, n_train, n_test, seed) if clip.concealed]
         if hidden:
             _write_ground_truth(spec, out / "ground_truth", hidden)
     return out
+
+
+def machine_seconds(spec: YearSpec, machine: str, clip_seconds: float) -> float:
+    """The length of ``machine``'s synthetic clips when ``clip_seconds`` is that of a 10-s type."""
+    if spec.clip_seconds is not None:
+        return float(clip_seconds)
+    real = spec.machine_seconds.get(machine) or SYNTHETIC_SECONDS[spec.year][machine]
+    return round(clip_seconds * real / REFERENCE_SECONDS, 6)  # rounded for a readable record
 
 
 def path_of(tree: Path, clip: OriginalClip) -> Path:
@@ -172,6 +193,21 @@ def _check_machines(spec: YearSpec, machines: list[str] | None, subsets: tuple[s
         raise ValueError(f"unknown machine type(s) {unknown} for DCASE {spec.year} {'+'.join(subsets)}; "
                          f"allowed: {', '.join(allowed)}")
     return machines
+
+
+def _check_lengths(spec: YearSpec, clip_seconds: float) -> None:
+    shortest = min(machine_seconds(spec, m, clip_seconds) for m in spec.machines())
+    if shortest < synth.MIN_CLIP_SECONDS:
+        raise ValueError(f"clip_seconds {clip_seconds} makes the shortest DCASE {spec.year} clips {shortest:.3g} s; "
+                         f"they need at least {synth.MIN_CLIP_SECONDS} s")
+
+
+def _facts(spec: YearSpec, clip_seconds: float) -> dict:
+    """What a year's tree differs in from a mono one of clip_seconds: channels and per-type lengths."""
+    facts = {"channels": spec.channels} if spec.channels != 1 else {}
+    if spec.clip_seconds is None:
+        facts["machine_seconds"] = {m: machine_seconds(spec, m, clip_seconds) for m in spec.machines()}
+    return facts
 
 
 def _key(*parts) -> int:
@@ -280,24 +316,26 @@ def _generated_files(tree: Path, machines) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def _write_clips(tree: Path, todo: list[OriginalClip], clip_seconds: float, progress: bool) -> None:
+def _write_clips(tree: Path, spec: YearSpec, todo: list[OriginalClip], clip_seconds: float, progress: bool) -> None:
     """Write ``todo`` with threads, first deleting temporaries a killed run left; call only under the lock."""
     for folder in {path_of(tree, clip).parent for clip in todo}:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(".*.part"):
             stale.unlink(missing_ok=True)
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # numpy and scipy.fft release the GIL
-        jobs = pool.map(lambda clip: _write_clip(tree, clip, clip_seconds), todo)
+        jobs = pool.map(lambda clip: _write_clip(tree, spec, clip, clip_seconds), todo)
         for _ in tqdm(jobs, total=len(todo), desc=tree.name, unit="clip", disable=not progress):
             pass
 
 
-def _write_clip(tree: Path, clip: OriginalClip, clip_seconds: float) -> None:
-    """Render with synth's sound model and write atomically (temporary name, then os.replace)."""
+def _write_clip(tree: Path, spec: YearSpec, clip: OriginalClip, clip_seconds: float) -> None:
+    """Render with synth's sound model (two microphones if the year has two channels) and write atomically."""
     key, code, number = clip.stream
     model = sound_model(clip.machine)
-    options = synth.SynthOptions(machines=(model,), clip_seconds=clip_seconds, seed=key)
-    synth._write_clip(path_of(tree, clip), (model, code, number, clip.attributes), options)
+    seconds = machine_seconds(spec, clip.machine, clip_seconds)
+    options = synth.SynthOptions(machines=(model,), clip_seconds=seconds, seed=key)
+    render = synth.render_two_mics if spec.channels == 2 else synth.render
+    synth.write_wav(path_of(tree, clip), render(model, code, number, clip.attributes, options), options.sample_rate)
 
 
 def _write_rows(path: Path, rows: list[list[str]]) -> None:
@@ -309,7 +347,27 @@ def _write_rows(path: Path, rows: list[list[str]]) -> None:
 
 
 def _write_ground_truth(spec: YearSpec, folder: Path, clips: list[OriginalClip]) -> None:
-    """The organisers' eval list and (2021+) the official evaluators' ground-truth folders."""
+    """The organisers' eval list (where the year has one) and (2021+) the official evaluators' ground-truth folders."""
+    if spec.eval_list_url:
+        _write_eval_list(spec, folder, clips)
+    if spec.id_names:
+        return
+    groups = defaultdict(list)
+    for clip in sorted(clips, key=lambda c: c.name):
+        domain = f"_{clip.domain}" if spec.per_domain_files else ""
+        groups[f"ground_truth_{clip.machine}_section_{clip.section:02d}{domain}_test.csv"].append(clip)
+    for file, group in groups.items():
+        if spec.year == 2026:  # the real files list the second to the last file, then the first
+            group = group[1:] + group[:1]
+        _write_rows(folder / "ground_truth_data" / file, [[c.name, str(int(c.label == "anomaly"))] for c in group])
+        if spec.year >= 2022:
+            domains = [[c.name, str(int(c.domain == "target"))] for c in group]
+            _write_rows(folder / "ground_truth_domain" / file, domains)
+        if spec.year >= 2023:
+            _write_rows(folder / "ground_truth_attributes" / file, [[c.name, c.labelled[:-4]] for c in group])
+
+
+def _write_eval_list(spec: YearSpec, folder: Path, clips: list[OriginalClip]) -> None:
     by_machine = defaultdict(list)
     for clip in clips:
         by_machine[clip.machine].append(clip)
@@ -320,19 +378,6 @@ def _write_ground_truth(spec: YearSpec, folder: Path, clips: list[OriginalClip])
             for clip in sorted(by_machine[machine], key=lambda c: c.name):
                 rows.append([clip.name, clip.labelled] + ([str(int(clip.label == "anomaly"))] if spec.id_names else []))
     _write_rows(folder / f"eval_data_list_{spec.year}.csv", rows)
-    if spec.id_names:
-        return
-    groups = defaultdict(list)
-    for clip in sorted(clips, key=lambda c: c.name):
-        domain = f"_{clip.domain}" if spec.per_domain_files else ""
-        groups[f"ground_truth_{clip.machine}_section_{clip.section:02d}{domain}_test.csv"].append(clip)
-    for file, group in groups.items():
-        _write_rows(folder / "ground_truth_data" / file, [[c.name, str(int(c.label == "anomaly"))] for c in group])
-        if spec.year >= 2022:
-            domains = [[c.name, str(int(c.domain == "target"))] for c in group]
-            _write_rows(folder / "ground_truth_domain" / file, domains)
-        if spec.year >= 2023:
-            _write_rows(folder / "ground_truth_attributes" / file, [[c.name, c.labelled[:-4]] for c in group])
 
 
 # ---------------------------------------------------------------- command line
@@ -344,7 +389,8 @@ def _write_ground_truth(spec: YearSpec, folder: Path, clips: list[OriginalClip])
 @click.option("--subset", default="all", show_default=True, type=click.Choice([DEV, EVAL, "all"]))
 @click.option("--n-train", default=20, show_default=True, type=int, help="Source train clips per section.")
 @click.option("--n-test", default=8, show_default=True, type=int, help="Test clips per section and domain.")
-@click.option("--clip-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--clip-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Clip length (2026: of the 10-s machine types; the others are scaled).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Delete the tree's generated clips and ground truth and write them anew.")
 def synth_year_command(year: int, root: Path, machines: str | None, subset: str, n_train: int, n_test: int,

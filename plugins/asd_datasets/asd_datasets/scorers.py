@@ -1,4 +1,4 @@
-"""Official DCASE Task 2 scorers, 2020–2025 (metric code shared in :mod:`asdcore.scoring`)."""
+"""Official DCASE Task 2 scorers, 2020–2026 (metric code shared in :mod:`asdcore.scoring`)."""
 from __future__ import annotations
 
 import math
@@ -96,7 +96,14 @@ class Dcase2025Scorer(Dcase2023Scorer):
     year = 2025
 
 
+class Dcase2026Scorer(Dcase2023Scorer):
+    """DCASE 2026 Task 2: as 2023 with the 2026 machine types (five eval types, 15 values)."""
+
+    year = 2026
+
+
 SCORERS = {
     "dcase2020": Dcase2020Scorer, "dcase2021": Dcase2021Scorer, "dcase2022": Dcase2022Scorer,
     "dcase2023": Dcase2023Scorer, "dcase2024": Dcase2024Scorer, "dcase2025": Dcase2025Scorer,
+    "dcase2026": Dcase2026Scorer,
 }

@@ -1,8 +1,9 @@
-"""One declarative spec per DCASE Task 2 year: machine types, sections, clip length, archives,
-ground-truth sources, meta-information, and the official scorer."""
+"""One declarative spec per DCASE Task 2 year: machine types, sections, clip length, channels,
+archives, ground-truth sources, meta-information, and the official scorer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 DEV, EVAL = "dev", "eval"
 ZENODO = "https://zenodo.org/record"
@@ -30,16 +31,24 @@ class YearSpec:
 
     ``sections[subset][machine]`` lists the sections (machine IDs in 2020) that count towards that
     subset's official score. ``archives`` are the official download addresses. Ground truth of the
-    eval test files comes from the organisers' list (``eval_list_url``) and, where published, the
-    official evaluator's folders (``evaluator_url`` + ``ground_truth_data/…``).
+    eval test files comes from the organisers' list (``eval_list_url``; None: there is none) and,
+    where published, the official evaluator's folders (``evaluator_url`` + ``ground_truth_data/…``).
+
+    ``clip_seconds`` is the length of every clip; None means it differs per machine type, so readers
+    take it from the files. ``machine_seconds`` then holds the lengths that are known; a type missing
+    from it has an unknown length (2026: the eval clips last 6, 10 or 16 s, but which type has which
+    length is not published). ``channels``: channels per clip; with two, channel 0 is the
+    microphone near the machine and channel 1 the far one.
     """
 
     year: int
     sections: dict[str, dict[str, tuple[int, ...]]]
-    clip_seconds: float
+    clip_seconds: float | None
     archives: tuple[Archive, ...]
-    eval_list_url: str
+    eval_list_url: str | None = None
     evaluator_url: str | None = None
+    machine_seconds: Mapping[str, float] = field(default_factory=dict)
+    channels: int = 1
     sample_rate: int = 16000
     domains: bool = True
     per_domain_files: bool = False
@@ -78,6 +87,8 @@ _EVAL_2024 = ["3DPrinter", "AirCompressor", "BrushlessMotor", "HairDryer", "Hove
               "ToothBrush", "ToyCircuit"]
 _EVAL_2025 = ["AutoTrash", "BandSealer", "CoffeeGrinder", "HomeCamera", "Polisher", "ScrewFeeder", "ToyPet",
               "ToyRCCar"]
+_DEV_2026 = ["ToyCar", "ToyCarEmu", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu"]
+_EVAL_2026 = ["ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander"]
 _2024_TRAIN = {m: f"{m}_train" for m in _EVAL_2024} | {"3DPrinter": "3DPrinter_train_r2",
                                                       "RoboticArm": "RoboticArm_train_r2"}
 
@@ -131,6 +142,17 @@ YEARS: dict[int, YearSpec] = {
         evaluator_url="https://raw.githubusercontent.com/nttcslab/dcase2025_task2_evaluator/main",
         no_attribute=frozenset({"bearing", "slider", "ToyTrain", "AutoTrash", "Polisher", "ScrewFeeder", "ToyPet"}),
         supplemental=True, scorer="dcase2025"),
+    2026: YearSpec(
+        2026, {DEV: _same(_DEV_2026, (0,)), EVAL: _same(_EVAL_2026, (0,))}, clip_seconds=None,
+        machine_seconds={m: 12.0 if m.startswith("ToyCar") else 10.0 for m in _DEV_2026},
+        archives=_archives("dev", DEV, f"{ZENODO_RECORDS}/19336329/files/dev_{{m}}.zip", _DEV_2026,
+                           {"ToyCar": "ToyCar_r2"})
+        + _archives("eval_train", EVAL, f"{ZENODO_RECORDS}/20151556/files/eval_data_{{m}}_train.zip", _EVAL_2026)
+        + _archives("eval_test", EVAL, f"{ZENODO_RECORDS}/20437238/files/eval_data_{{m}}_test.zip", _EVAL_2026),
+        evaluator_url="https://raw.githubusercontent.com/nttcslab/dcase2026_task2_evaluator/"
+                      "f6a94a2b5e614a9626c9d1ccff6df0705e6aaa75",
+        no_attribute=frozenset({"ToyCar", "bearingEmu", "sliderEmu", "valveEmu", "SewingMachine", "ToothBrush"}),
+        channels=2, scorer="dcase2026"),
 }
 
 

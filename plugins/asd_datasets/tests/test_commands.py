@@ -84,3 +84,20 @@ def test_other_parameters_need_force(asdcore_cli, tmp_path, year):
     assert run(asdcore_cli, "--root", str(tmp_path / "fresh"), *args, "--seed", "5").exit_code == 0
     regenerated, fresh = _clips(tmp_path / "data"), _clips(tmp_path / "fresh")
     assert regenerated and regenerated == fresh
+
+
+def test_2026_synth_format_and_labels(asdcore_cli, tmp_path):
+    root = str(tmp_path)
+    tiny = ["--year", "2026", "--root", root, "--machines", "ToyCarEmu,ToyDrone", "--n-train", "2", "--n-test", "2"]
+    result = run(asdcore_cli, *tiny, "--clip-seconds", "0.1")
+    assert result.exit_code == 1 and "shortest DCASE 2026 clips 0.06 s" in result.output
+    assert run(asdcore_cli, *tiny, "--clip-seconds", "0.2").exit_code == 0
+    tree = tmp_path / "original" / "dcase2026"
+    assert {sf.info(p).channels for p in tree.rglob("*.wav")} == {2}
+    assert not list(tree.rglob("eval_data_list*"))
+    result = CliRunner().invoke(asdcore_cli, ["data", "format", "--year", "2026", "--root", root])
+    assert result.exit_code == 0, result.output
+    assert "ToyCarEmu: test 4, train 3" in result.output and "ToyDrone: test 4, train 3" in result.output
+    result = CliRunner().invoke(asdcore_cli, ["data", "labels", "--year", "2026", "--root", root])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "labels" / "dcase2026" / "main.json").is_file()

@@ -265,6 +265,40 @@ def test_2020_has_only_the_eval_list(server, tmp_path):
     assert (tmp_path / "original" / "dcase2020" / "ground_truth" / "eval_data_list_2020.csv").read_bytes() == b"fan\n"
 
 
+def test_2026_fetches_toycar_r2_and_no_eval_list(server, tmp_path):
+    server.files.update({"dev_ToyCar_r2.zip": make_zip("ToyCar", "train", "test"),
+                         "dev_fan.zip": make_zip("fan", "train", "test"),
+                         "eval_data_ToyDrone_train.zip": make_zip("ToyDrone", "train"),
+                         "eval_data_ToyDrone_test.zip": make_zip("ToyDrone", "test")})
+    truth = [f"{folder}/ground_truth_ToyDrone_section_00_test.csv"
+             for folder in ("ground_truth_data", "ground_truth_domain", "ground_truth_attributes")]
+    server.files.update(dict.fromkeys(truth, b"section_00_0001.wav,0\nsection_00_0000.wav,1\n"))
+    result = CliRunner().invoke(download_command, ["--year", "2026", "--root", str(tmp_path), "--machines",
+                                                   "ToyCar,fan,ToyDrone", "--mirror", server.url])
+    assert result.exit_code == 0, result.output
+    assert "downloaded 4, extracted 4, skipped 0 archives; 3 ground-truth files" in result.output
+    assert requested(server) == ["dev_ToyCar_r2.zip", "dev_fan.zip", "eval_data_ToyDrone_train.zip",
+                                 "eval_data_ToyDrone_test.zip", *truth]
+    raw = tmp_path / "original" / "dcase2026" / "dev_data" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["ToyCar", "fan"]
+    assert sorted(p.name for p in (raw / "ToyCar").iterdir()) == ["test", "train"]
+
+
+def test_2026_official_urls():
+    spec = dl.get_year(2026)
+    assert [a.url for a in dl.select_archives(spec, ("dev", "eval"), ["ToyCar", "ToyCarEmu", "Sander"])] == [
+        "https://zenodo.org/records/19336329/files/dev_ToyCar_r2.zip",
+        "https://zenodo.org/records/19336329/files/dev_ToyCarEmu.zip",
+        "https://zenodo.org/records/20151556/files/eval_data_Sander_train.zip",
+        "https://zenodo.org/records/20437238/files/eval_data_Sander_test.zip"]
+    evaluator = ("https://raw.githubusercontent.com/nttcslab/dcase2026_task2_evaluator/"
+                 "f6a94a2b5e614a9626c9d1ccff6df0705e6aaa75")
+    assert dl.ground_truth_sources(spec, ["Sander"], None) == [
+        (f"{folder}/ground_truth_Sander_section_00_test.csv",
+         f"{evaluator}/{folder}/ground_truth_Sander_section_00_test.csv")
+        for folder in ("ground_truth_data", "ground_truth_domain", "ground_truth_attributes")]
+
+
 def test_official_urls_without_mirror():
     spec = dl.get_year(2024)
     archives = dl.select_archives(spec, ("eval",), ["3DPrinter"])

@@ -91,6 +91,22 @@ TREES = {
         "eval_data/raw/AutoTrash/test/section_00_0000.wav":
             "AutoTrash/test/section_00_target_test_anomaly_0012_id_C1_spd_2_mic_2.wav",
     },
+    2026: {
+        "dev_data/raw/ToyCar/train/section_00_source_train_normal_0000_noAttribute.wav":
+            "ToyCar/train/section_00_source_train_normal_0000_noAttribute.wav",
+        "dev_data/raw/ToyCar/test/section_00_target_test_anomaly_0199_noAttribute.wav":
+            "ToyCar/test/section_00_target_test_anomaly_0199_noAttribute.wav",
+        "dev_data/raw/gearboxEmu/train/section_00_target_train_normal_0000_pro_Y.wav":
+            "gearboxEmu/train/section_00_target_train_normal_0000_pro_Y.wav",
+        "dev_data/raw/gearboxEmu/test/section_00_target_test_normal_0000_pro_y.wav":
+            "gearboxEmu/test/section_00_target_test_normal_0000_pro_y.wav",
+        "eval_data/raw/ToyDrone/train/section_00_source_train_normal_0000_car_A1_spd_1_mic_2_mic_1.wav":
+            "ToyDrone/train/section_00_source_train_normal_0000_car_A1_spd_1_mic_2_mic_1.wav",
+        "eval_data/raw/ToyDrone/test/section_00_0000.wav":
+            "ToyDrone/test/section_00_source_test_anomaly_0001_car_B2_spd_2_mic_2_mic_1.wav",
+        "eval_data/raw/ToyDrone/test/section_00_0001.wav":
+            "ToyDrone/test/section_00_target_test_normal_0001_car_C1_spd_3_mic_2_mic_1.wav",
+    },
 }
 
 # ground-truth folder contents (under original/dcase<Y>/ground_truth/)
@@ -131,6 +147,15 @@ GROUND_TRUTH = {
     2025: {
         "eval_data_list_2025.csv":
             "AutoTrash\nsection_00_0000.wav,section_00_target_test_anomaly_0012_id_C1_spd_2_mic_2.wav\n",
+    },
+    2026: {  # no eval list: names from the attribute files (2 columns, no .wav, not sorted)
+        "ground_truth_data/ground_truth_ToyDrone_section_00_test.csv":
+            "section_00_0001.wav,0\nsection_00_0000.wav,1\n",
+        "ground_truth_domain/ground_truth_ToyDrone_section_00_test.csv":
+            "section_00_0001.wav,1\nsection_00_0000.wav,0\n",
+        "ground_truth_attributes/ground_truth_ToyDrone_section_00_test.csv":
+            "section_00_0001.wav,section_00_target_test_normal_0001_car_C1_spd_3_mic_2_mic_1\n"
+            "section_00_0000.wav,section_00_source_test_anomaly_0001_car_B2_spd_2_mic_2_mic_1\n",
     },
 }
 
@@ -277,6 +302,10 @@ def test_subset_of_machine_types(tmp_path):
     (2022, lambda o: write(o / "dev_data/raw/fan/train/section_00_source_test_normal_0001_a.wav", ""),
      r"a test name in a train folder"),
     (2020, lambda o: write(o / "dev_data/raw/fan/train/id_00_00000009.wav", ""), r"not a DCASE 2020 name"),
+    (2026, lambda o: (o / "dev_data/raw/bearing/train").mkdir(parents=True),
+     r"raw/bearing: unexpected machine type 'bearing' in DCASE 2026 dev.*Did you mean 'bearingEmu'"),
+    (2026, lambda o: (o / "eval_data/raw/ToyDrone/supplemental").mkdir(),
+     r"raw/ToyDrone: unknown subfolder\(s\) supplemental"),
 ])
 def test_malformed_trees_are_refused(tmp_path, year, change, message):
     build(tmp_path, year)
@@ -304,6 +333,25 @@ def test_ground_truth_without_file(tmp_path):
     (tmp_path / "original/dcase2023/eval_data/raw/bandsaw/test/section_00_0001.wav").unlink()
     with pytest.raises(DatasetError, match=r"1 bandsaw ground-truth entries without a file: section_00_0001.wav"):
         format_year(2023, tmp_path, progress=False)
+
+
+def test_2026_ground_truth_not_matching_the_files(tmp_path):
+    build(tmp_path, 2026)
+    attributes = tmp_path / "original/dcase2026/ground_truth/ground_truth_attributes"
+    path = attributes / "ground_truth_ToyDrone_section_00_test.csv"
+    write(path, path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DatasetError, match=r"1 ToyDrone eval test file\(s\) without ground truth: .*/section_00_0000"):
+        format_year(2026, tmp_path, progress=False)
+    write(path, path.read_text() + "section_00_0002.wav,section_00_target_test_normal_0002_car_C2_spd_3_mic_2_mic_1\n")
+    with pytest.raises(DatasetError, match=r"ToyDrone ground-truth entries without a file: section_00_0002.wav"):
+        format_year(2026, tmp_path, progress=False)
+    assert not (tmp_path / "formatted").exists()
+
+
+def test_2026_without_ground_truth_asks_for_the_evaluator_folders(tmp_path):
+    build(tmp_path, 2026, ground_truth=False)
+    with pytest.raises(DatasetError, match=r"\(expected evaluator folders there\) .*: 2 ToyDrone eval test file"):
+        format_year(2026, tmp_path, progress=False)
 
 
 def test_eval_without_any_ground_truth(tmp_path):

@@ -101,6 +101,22 @@ def test_2025_supplemental_is_ignored(tmp_path):
     assert labels.num_class == 1 and len(labels.path2idx) == 1
 
 
+def test_2026_attribute_strings_are_opaque_and_case_sensitive(tmp_path):
+    touch(tmp_path, 2026, "ToyCarEmu", "train", name(0, "source", "train", 0, "car_A1_spd_1_mic_2_mic_1"))
+    touch(tmp_path, 2026, "ToyCarEmu", "train", name(0, "source", "train", 1, "car_A1_spd_1_mic_1_mic_2"))
+    touch(tmp_path, 2026, "gearboxEmu", "train", name(0, "target", "train", 0, "pro_Y"))
+    touch(tmp_path, 2026, "gearboxEmu", "test", name(0, "target", "test", 0, "pro_y"))
+    touch(tmp_path, 2026, "gearboxEmu", "test", name(0, "target", "test", 1, "pro_Y", "anomaly"))
+    touch(tmp_path, 2026, "bearingEmu", "train", name(0, "source", "train", 0, "noAttribute"))
+    labels = build_labels(2026, tmp_path)
+    assert labels.classes == [
+        "ToyCarEmu---0---car_A1_spd_1_mic_1_mic_2---0", "ToyCarEmu---0---car_A1_spd_1_mic_2_mic_1---0",
+        "bearingEmu---0---noAttribute---0", "gearboxEmu---0---pro_Y---1", "gearboxEmu---0---pro_y---1"]
+    assert (labels.num_class_train, labels.num_class_test) == (4, 2)
+    assert build_labels(2026, tmp_path, include_test=False).path2idx[
+        "dcase2026/raw/gearboxEmu/test/section_00_target_test_normal_0000_pro_y.wav"] == -1
+
+
 def test_save_is_json(tmp_path):
     labels = LabelSet(["a", "b"], {"x.wav": 1}, 2, 1)
     labels.save(tmp_path / "out" / "main.json")

@@ -40,6 +40,10 @@ def dataset(registry, root, **params):
     ("section_03_target_train_normal_0007_noAttribute.wav",
      ParsedName(3, TARGET, "train", NORMAL, "0007", "noAttribute")),
     ("section_01_source_train_normal_0991.wav", ParsedName(1, SOURCE, "train", NORMAL, "0991", "")),
+    ("section_00_source_train_normal_0000_car_A1_spd_1_mic_2_mic_1.wav",
+     ParsedName(0, SOURCE, "train", NORMAL, "0000", "car_A1_spd_1_mic_2_mic_1")),
+    ("section_00_target_test_normal_0003_pro_y.wav", ParsedName(0, TARGET, "test", NORMAL, "0003", "pro_y")),
+    ("section_00_target_test_anomaly_0003_pro_Y.wav", ParsedName(0, TARGET, "test", ANOMALY, "0003", "pro_Y")),
 ])
 def test_parse_name(name, expected):
     assert parse_name(Path("/data/fan/train") / name) == expected

@@ -1,4 +1,4 @@
-"""Evaluating submissions in the official DCASE Task 2 file formats, 2020–2025, against an
+"""Evaluating submissions in the official DCASE Task 2 file formats, 2020–2026, against an
 independent computation of what the official evaluators report."""
 import json
 import re
@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from asd_datasets.original_synth import plan, write_original
 from asd_datasets.years import YEARS
 from asdcore.cli import cli
 from asdcore.errors import ArtifactError, DatasetError
@@ -259,6 +260,7 @@ PLANS = {
     2023: [("fan", 0, "dev"), ("bandsaw", 0, "eval"), ("ToyTank", 0, "eval")],
     2024: [("3DPrinter", 0, "eval"), ("ToyCircuit", 0, "eval")],
     2025: [("AutoTrash", 0, "eval"), ("ToyPet", 0, "eval")],
+    2026: [("ToyCarEmu", 0, "dev"), ("ToyDrone", 0, "eval"), ("Sander", 0, "eval")],
 }
 
 
@@ -348,7 +350,7 @@ def test_2020_eval_list_with_label_taken_from_the_labelled_name(registry, tmp_pa
     assert_matches(evaluate(2020, scores, gt), expected_result(2020, clips, decisions=False))
 
 
-@pytest.mark.parametrize("year", [2023, 2024, 2025])
+@pytest.mark.parametrize("year", [2023, 2024, 2025, 2026])
 def test_full_names_are_mapped_to_concealed_names(registry, tmp_path, year):
     clips = year_clips(year)
     concealed = evaluate(year, *write_tree(year, clips, tmp_path / "concealed"))
@@ -521,6 +523,32 @@ def test_cli_writes_the_evaluation_as_json(registry, tmp_path):
     assert json.loads(out.read_text()) == expected
     assert f"official score: {100 * expected['official_score']:.2f}%" in result.output
     assert f"bandsaw: {100 * expected['machines']['bandsaw']['official']:.2f}%" in result.output
+
+
+def test_cli_2026_on_the_ground_truth_of_a_synthetic_tree(registry, tmp_path):
+    tree = write_original(2026, tmp_path, subsets=("eval",), n_train=1, n_test=6, clip_seconds=0.2)
+    hidden = [c for c in plan(2026, subsets=("eval",), n_train=1, n_test=6) if c.concealed]
+    rng = np.random.default_rng(26)
+    scores = tmp_path / "scores"
+    values, all_values = {}, []
+    for machine in YEARS[2026].machines("eval"):
+        clips = [c for c in hidden if c.machine == machine]
+        s = rng.permutation(len(clips)) / len(clips)
+        write_csv(scores / f"anomaly_score_{machine}_section_00_test.csv", [(c.name, v) for c, v in zip(clips, s)])
+        y = np.array([c.label == "anomaly" for c in clips], dtype=int)
+        d = np.array([c.domain == "target" for c in clips])
+        values[machine] = [roc_auc_score(y[(d == domain) | (y == 1)], s[(d == domain) | (y == 1)])
+                           for domain in (False, True)] + [roc_auc_score(y, s, max_fpr=0.1)]
+        all_values += values[machine]
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--year", "2026", "--scores", str(scores),
+                                      "--ground-truth", str(tree / "ground_truth"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    got = json.loads(out.read_text())
+    assert got["complete"] is True and set(got["machines"]) == set(values)
+    for machine, expected in values.items():
+        assert got["machines"][machine]["official"] == pytest.approx(stats.hmean(expected), abs=OFFICIAL_TOL)
+    assert got["official_score"] == pytest.approx(stats.hmean(all_values), abs=OFFICIAL_TOL)
 
 
 def test_cli_bad_submission_is_a_clean_error(registry, tmp_path):

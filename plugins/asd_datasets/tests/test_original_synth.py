@@ -3,17 +3,21 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
 from asd_datasets import original_synth as osyn
+from asd_datasets import synth
 from asdcore.errors import DatasetError
+from asd_datasets.format import format_year
 from asd_datasets.layout import parse_name
 from asd_datasets.years import YEARS
 
 ALL_YEARS = sorted(YEARS)
 N_TRAIN, N_TEST, SECONDS = 3, 4, 0.1
+SECONDS_2026 = 0.2  # its shortest types get 0.6 times this
 SIZES = dict(n_train=N_TRAIN, n_test=N_TEST, clip_seconds=SECONDS)
 
 # The real naming of each year (see the organisers' archives and eval lists).
@@ -31,7 +35,7 @@ _PATTERNS = {
            "eval_test": _S + _D + r"test_\d{4}",
            "full": _S + _D + r"test_" + _L + r"\d{4}"},
 }
-for _year in (2022, 2023, 2024, 2025):
+for _year in (2022, 2023, 2024, 2025, 2026):
     _PATTERNS[_year] = {"train": _LABELLED_2022, "dev_test": _LABELLED_2022, "eval_test": _S + r"\d{4}",
                         "full": _LABELLED_2022}
 PATTERNS = {y: {k: re.compile(f"^{p}\\.wav$") for k, p in table.items()} for y, table in _PATTERNS.items()}
@@ -41,7 +45,9 @@ SUPPLEMENTAL = re.compile(r"^section_00_machine_\d{4}_\.wav$")
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("original")
-    return {year: osyn.write_original(year, root, **SIZES) for year in ALL_YEARS}
+    seconds = {year: SECONDS_2026 if year == 2026 else SECONDS for year in ALL_YEARS}
+    return {year: osyn.write_original(year, root, n_train=N_TRAIN, n_test=N_TEST, clip_seconds=seconds[year])
+            for year in ALL_YEARS}
 
 
 def _files(tree):
@@ -51,7 +57,12 @@ def _files(tree):
 
 
 def _eval_list(tree, year):
-    """machine -> {anonymised name: row[1:]} from the organisers' list."""
+    """machine -> {anonymised name: row[1:]} from the organisers' list (2026: from the attribute files)."""
+    if year == 2026:
+        assert not list(tree.rglob("eval_data_list*"))
+        folder = tree / "ground_truth" / "ground_truth_attributes"
+        return {re.match(r"ground_truth_(.+)_section_00_test\.csv$", path.name)[1]:
+                {name: [f"{full}.wav"] for name, full in _csv(path).items()} for path in sorted(folder.iterdir())}
     blocks, machine = {}, None
     with open(tree / "ground_truth" / f"eval_data_list_{year}.csv", newline="") as f:
         for row in csv.reader(f):
@@ -127,7 +138,7 @@ def test_layout_names_and_counts(trees, year):
 def test_ground_truth_forms_agree(trees, year):
     spec, tree, patterns = YEARS[year], trees[year], PATTERNS[year]
     blocks = _eval_list(tree, year)
-    assert list(blocks) == spec.machines("eval")
+    assert sorted(blocks, key=str.lower) == spec.machines("eval")
     on_disk = collections.defaultdict(set)
     for subset, machine, folder, name in _files(tree):
         if subset == "eval" and folder not in ("train", "supplemental"):
@@ -168,7 +179,7 @@ def test_ground_truth_forms_agree(trees, year):
                 n: full[:-len(".wav")] for n, (_, _, full) in rows.items()}
 
 
-@pytest.mark.parametrize("year", ALL_YEARS)
+@pytest.mark.parametrize("year", [year for year in ALL_YEARS if year != 2026])
 def test_wav_format(trees, year):
     for path in sorted(trees[year].rglob("*.wav"))[::37]:
         info = sf.info(path)
@@ -195,14 +206,14 @@ def test_formatted_names_parse_and_carry_the_hidden_labels(year):
 
 
 def test_no_attribute_types():
-    for year in (2024, 2025):
+    for year in (2024, 2025, 2026):
         spec = YEARS[year]
         for clip in osyn.plan(year, n_train=N_TRAIN, n_test=N_TEST):
             if clip.folder == "supplemental":
                 continue
             hidden_type = clip.machine in spec.no_attribute
             assert clip.name.endswith("_noAttribute.wav") == (hidden_type and not clip.concealed), clip.name
-            if clip.concealed:  # 2024's full names keep noAttribute, 2025's reveal the attributes
+            if clip.concealed:  # 2024's full names keep noAttribute, 2025's and 2026's reveal the attributes
                 assert clip.labelled.endswith("_noAttribute.wav") == (hidden_type and year == 2024)
     assert not any("noAttribute" in c.labelled for c in osyn.plan(2023, n_train=1, n_test=2))
 
@@ -307,3 +318,86 @@ def test_a_tree_without_record_needs_force(tmp_path):
     osyn.write_original(2022, tmp_path / "a", machines=["fan"], seed=2, force=True, **EVAL_2022)
     fresh = osyn.write_original(2022, tmp_path / "b", machines=["fan"], seed=2, **EVAL_2022)
     assert _tree_files(tree) == _tree_files(fresh)
+
+
+# ---------------------------------------------------------------- 2026: two microphones, lengths per type
+
+# Clip length relative to --clip-seconds: ToyCar and ToyCarEmu are 12-s types; the eval types' lengths are a
+# synthetic choice among the real 6, 10 and 16 s.
+FACTORS_2026 = {"ToyCar": 1.2, "ToyCarEmu": 1.2, "bearingEmu": 1.0, "fan": 1.0, "gearboxEmu": 1.0, "sliderEmu": 1.0,
+                "valveEmu": 1.0, "BlowerDustCollector": 1.0, "Sander": 0.6, "SewingMachine": 1.6, "ToothBrush": 0.6,
+                "ToyDrone": 1.6}
+
+
+def test_2026_clips_have_two_channels_and_lengths_per_type(trees):
+    assert set(FACTORS_2026) == set(YEARS[2026].machines())
+    frames = collections.defaultdict(set)
+    for path in trees[2026].rglob("*.wav"):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 2, "PCM_16", "WAV")
+        frames[path.parts[-3]].add(info.frames)
+    assert frames == {m: {round(SECONDS_2026 * factor * 16000)} for m, factor in FACTORS_2026.items()}
+    record = json.loads((trees[2026] / "synth.json").read_text())
+    assert record["channels"] == 2
+    assert record["machine_seconds"] == {m: round(SECONDS_2026 * f, 6) for m, f in FACTORS_2026.items()}
+
+
+def test_2026_ground_truth_lists_the_first_file_last(trees):
+    ground_truth = trees[2026] / "ground_truth"
+    for machine in YEARS[2026].machines("eval"):
+        file = f"ground_truth_{machine}_section_00_test.csv"
+        names = [f"section_00_{i:04d}.wav" for i in range(2 * N_TEST)]
+        for folder in ("ground_truth_data", "ground_truth_domain", "ground_truth_attributes"):
+            with open(ground_truth / folder / file, newline="") as f:
+                rows = list(csv.reader(f))
+            assert [row[0] for row in rows] == names[1:] + names[:1]
+            assert all(len(row) == 2 for row in rows)
+        assert not any(row[1].endswith(".wav") for row in rows)
+
+
+def _sound(clip):
+    """The arguments of the synth functions that render a 2026 clip."""
+    key, code, number = clip.stream
+    model = osyn.sound_model(clip.machine)
+    seconds = round(SECONDS_2026 * FACTORS_2026[clip.machine], 6)
+    return model, code, number, clip.attributes, synth.SynthOptions(machines=(model,), clip_seconds=seconds, seed=key)
+
+
+def _db(x):
+    return 10 * np.log10(np.mean(np.square(x)))
+
+
+def test_2026_far_microphone_hears_the_shared_noise_more(trees):
+    clips = osyn.plan(2026, ["fan", "ToyDrone"], n_train=N_TRAIN, n_test=N_TEST)[::3]
+    delays, noise_levels = set(), set()
+    for clip in clips:
+        parts = synth.two_mics(*_sound(clip))
+        written = sf.read(osyn.path_of(trees[2026], clip), dtype="int16")[0]
+        np.testing.assert_array_equal(synth.render_two_mics(*_sound(clip)), written)
+        near, far = (_db(parts.machine[:, c]) - _db(parts.noise[:, c]) for c in (0, 1))
+        assert near > far + 6, clip.name
+        assert 16 <= abs(parts.delay) <= 80  # 1-5 ms
+        n = len(parts.noise)
+        spectra = np.fft.rfft(parts.noise, 2 * n, axis=0)
+        correlation = np.fft.irfft(np.conj(spectra[:, 0]) * spectra[:, 1], 2 * n)
+        assert (int(np.argmax(correlation)) + n) % (2 * n) - n == parts.delay
+        delays.add(parts.delay)
+        noise_levels.add(round(_db(parts.noise[:, 0]), 1))
+    assert len(delays) > 1 and len(noise_levels) == len(clips)
+
+
+def test_2026_formats_to_the_expected_names(trees):
+    root = trees[2026].parent.parent
+    report = format_year(2026, root, progress=False)
+    raw = root / "formatted" / "dcase2026" / "raw"
+    formatted = collections.defaultdict(set)
+    for path in raw.glob("*/*/*.wav"):
+        formatted[f"{path.parts[-3]}/{path.parts[-2]}"].add(path.name)
+    assert formatted == osyn.expected_formatted_names(2026, n_train=N_TRAIN, n_test=N_TEST)
+    assert len(report.renamed) == 5 * 2 * N_TEST and report.corrections == []
+
+
+def test_2026_clip_seconds_too_short_for_the_shortest_types(tmp_path):
+    with pytest.raises(ValueError, match=r"shortest DCASE 2026 clips 0.06 s"):
+        osyn.write_original(2026, tmp_path, **SIZES)
+    assert not (tmp_path / "original").exists()

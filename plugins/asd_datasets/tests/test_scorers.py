@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AsdcoreError, FeatureSet
-from asdcore.metrics import EPS, hmean
+from asdcore.metrics import EPS, MAX_FPR, hmean
 from asdcore.registry import Registry
 
 SOURCE_NORMAL = [0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
@@ -203,3 +203,36 @@ def test_hmean_clamps_to_machine_epsilon():
     assert hmean([0.0, 1.0]) == pytest.approx(2 / (1 / EPS + 1), rel=1e-12)
     assert hmean([-0.3, 1.0]) == hmean([0.0, 1.0])
     assert EPS == np.finfo(np.float64).eps
+
+
+# The official DCASE 2026 baseline on the eval set, in %: (AUC source, AUC target, pAUC) per machine type,
+# harmonic mean of the row, and the official score as the evaluator printed it.
+BASELINE_2026 = {
+    "MSE": ({"ToyDrone": (71.26, 46.80, 55.11, 56.02), "ToothBrush": (59.02, 64.34, 59.79, 60.96),
+             "SewingMachine": (64.84, 61.42, 58.11, 61.33), "BlowerDustCollector": (69.48, 88.38, 61.79, 71.61),
+             "Sander": (67.14, 44.02, 50.89, 52.39)}, 0.5980289616592438),
+    "MAHALA": ({"ToyDrone": (72.76, 54.28, 59.26, 61.17), "ToothBrush": (43.98, 39.40, 52.79, 44.74),
+                "SewingMachine": (60.34, 43.76, 50.58, 50.68), "BlowerDustCollector": (67.66, 87.20, 63.89, 71.60),
+                "Sander": (69.80, 45.10, 49.47, 52.90)}, 0.5476277174340481),
+}
+
+
+def exact_pauc(percent):
+    """The pAUC behind a value rounded to 0.01 %: with 100 normal and 100 anomalous clips, the area under the
+    ROC up to FPR 0.1 is a multiple of 1/20000 (1/10000 without ties), and McClish maps it to the pAUC."""
+    area = round(((2 * percent / 100 - 1) * (MAX_FPR - MAX_FPR**2 / 2) + MAX_FPR**2 / 2) * 20000) / 20000
+    return 0.5 * (1 + (area - MAX_FPR**2 / 2) / (MAX_FPR - MAX_FPR**2 / 2))
+
+
+@pytest.mark.parametrize("mode", sorted(BASELINE_2026))
+def test_2026_official_baseline_scores(mode):
+    scorer = Registry().create("scorers", "dcase2026")
+    rows, official = BASELINE_2026[mode]
+    values = []
+    for s_auc, t_auc, pauc, row_hmean in rows.values():
+        # 50 normals against 100 anomalies: the AUCs are exact with four decimals
+        row = [s_auc / 100, t_auc / 100, exact_pauc(pauc)]
+        assert scorer.machine_score(row) == pytest.approx(row_hmean / 100, abs=5e-5)
+        values += row
+    assert len(values) == 15
+    assert scorer.mean(values) == pytest.approx(official, rel=1e-15, abs=0)
