@@ -11,7 +11,7 @@ from asdcore.engine import Pipeline
 from asdcore.registry import Registry
 
 MACHINES = {2020: ["fan", "ToyCar"], 2021: ["gearbox"], 2022: ["bearing"], 2023: ["fan", "bandsaw"],
-            2024: ["gearbox", "HairDryer"], 2025: ["slider", "ToyPet"]}
+            2024: ["gearbox", "HairDryer"], 2025: ["slider", "ToyPet"], 2026: ["ToyCarEmu", "ToyDrone"]}
 
 
 @pytest.fixture(scope="module")
