@@ -87,3 +87,20 @@ def test_trained_recipes_train_in_bf16_on_two_processes(registry, environment, d
         assert len(losses) == 2 and all(math.isfinite(v) for v in losses), name
         saved = torch.load(frontend / "model" / "model.pt", weights_only=True)
         assert all(".lora_" in k or k.startswith("projection_net.") for k in saved), name
+
+
+def test_raw_beats_2026_recipe_with_views_and_channel_fusion(registry, environment, tmp_path):
+    from asd_datasets.format import format_year
+    from asd_datasets.original_synth import write_original
+
+    machines = ["fan", "Sander"]
+    write_original(2026, tmp_path, machines, n_train=6, n_test=4, clip_seconds=0.5)
+    format_year(2026, tmp_path, progress=False)
+    overrides = [f"dataset.root={tmp_path}", f"dataset.machines=[{','.join(machines)}]", f"output={tmp_path / 'out'}",
+                 "device=cpu", "extraction.batch_size=16"]
+    resolved = load_config(RECIPES / "raw_beats_dcase2026.yaml", overrides, registry=registry)
+    assert resolved.views == ("near", "far") and resolved.scorer == "dcase2026"
+    root = Pipeline.create(resolved, registry, progress=False).run()
+    summary = (root / "seed0" / "summary.csv").read_text()
+    for result in resolved.result_ids:
+        assert f"{result},all,dev,official," in summary and f"{result},all,eval,official," in summary
