@@ -36,6 +36,15 @@ def read_audio(path: Path, sample_rate: int, channels: int = 1) -> np.ndarray:
     return wave
 
 
+def duration(path: Path) -> float:
+    """The length of an audio file in seconds, from its header; an unreadable file raises AudioError naming it."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    return info.frames / info.samplerate
+
+
 def _count(channels: int) -> str:
     return f"{channels} channel{'s' if channels != 1 else ''}"
 

@@ -24,23 +24,44 @@ def count(name: str) -> None:
     CALLS[name] = CALLS.get(name, 0) + 1
 
 
-def make_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
-    """Write a tiny dataset: normal = tone + noise; anomaly = a shifted tone; target = another tone."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * SECONDS)) / SR
+def _tones(root: Path, machines, n_train, n_target, n_test, rng):
+    """Yield (machine index, path, tone frequency) of every clip, making the folders: source and target
+    tones per machine type, anomalies a shifted tone."""
     for m_index, machine in enumerate(machines):
-        base = 300 + 100 * m_index
         for split in ("train", "test"):
             (root / machine / split).mkdir(parents=True, exist_ok=True)
         specs = [("train", "source", "normal", n_train), ("train", "target", "normal", n_target)]
         specs += [("test", d, lab, n_test // 4) for d in ("source", "target") for lab in ("normal", "anomaly")]
         for split, domain, label, n in specs:
             for i in range(n):
-                f = base * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
+                f = (300 + 100 * m_index) * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
                 if label == "anomaly":
                     f *= 1.08 + 0.05 * rng.random()
-                wave = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))
-                sf.write(root / machine / split / f"{domain}_{label}_{i:03d}.wav", wave.astype(np.float32), SR)
+                yield m_index, root / machine / split / f"{domain}_{label}_{i:03d}.wav", f
+
+
+def make_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
+    """Write a tiny dataset: normal = tone + noise; anomaly = a shifted tone; target = another tone."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * SECONDS)) / SR
+    for _, path, f in _tones(root, machines, n_train, n_target, n_test, rng):
+        wave = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(path, wave.astype(np.float32), SR)
+    return root
+
+
+def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
+    """Two-channel clips named as :func:`make_data`'s: channel 0 (near) = tone + a little noise, channel 1
+    (far) = the tone attenuated + louder noise that both microphones hear, the near one 3 samples later;
+    the clips of machine type ``i`` last ``SECONDS * (1 + i / 2)``."""
+    rng = np.random.default_rng(seed)
+    for m_index, path, f in _tones(root, machines, n_train, n_target, n_test, rng):
+        t = np.arange(int(SR * SECONDS * (1 + m_index / 2))) / SR
+        tone = 0.3 * np.sin(2 * np.pi * f * t)
+        noise = 0.2 * rng.standard_normal(len(t) + 3)
+        near = tone + 0.2 * noise[:-3] + 0.01 * rng.standard_normal(len(t))
+        far = 0.3 * tone + noise[3:]
+        sf.write(path, np.stack([near, far], axis=1).astype(np.float32), SR)
     return root
 
 
@@ -106,31 +127,6 @@ class StereoDataset(ToyDataset):
 
     def load(self, clip, channels=None):
         return asdcore.Dataset.load(self, clip, channels)
-
-
-def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
-    """Two-channel clips named as :func:`make_data`'s: channel 0 (near) = tone + a little noise, channel 1
-    (far) = the tone attenuated + louder noise that both microphones hear, the near one 3 samples later;
-    the clips of machine type ``i`` last ``SECONDS * (1 + i / 2)``."""
-    rng = np.random.default_rng(seed)
-    for m_index, machine in enumerate(machines):
-        t = np.arange(int(SR * SECONDS * (1 + m_index / 2))) / SR
-        for split in ("train", "test"):
-            (root / machine / split).mkdir(parents=True, exist_ok=True)
-        specs = [("train", "source", "normal", n_train), ("train", "target", "normal", n_target)]
-        specs += [("test", d, lab, n_test // 4) for d in ("source", "target") for lab in ("normal", "anomaly")]
-        for split, domain, label, n in specs:
-            for i in range(n):
-                f = (300 + 100 * m_index) * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
-                if label == "anomaly":
-                    f *= 1.08 + 0.05 * rng.random()
-                tone = 0.3 * np.sin(2 * np.pi * f * t)
-                noise = 0.2 * rng.standard_normal(len(t) + 3)
-                near = tone + 0.2 * noise[:-3] + 0.01 * rng.standard_normal(len(t))
-                far = 0.3 * tone + noise[3:]
-                wave = np.stack([near, far], axis=1).astype(np.float32)
-                sf.write(root / machine / split / f"{domain}_{label}_{i:03d}.wav", wave, SR)
-    return root
 
 
 def write_truth(root: Path, machine: str, flip: bool = False) -> Path:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pydantic
-import soundfile
 
 import asdcore
-from asdcore.errors import AudioError, DatasetError
+from asdcore.audio import duration
+from asdcore.errors import DatasetError
 
 from .labels import formatted_dir
 from .layout import FormattedDataset
@@ -71,7 +70,7 @@ class DcaseDataset(FormattedDataset):
         if self.clip_seconds is not None:
             return self.clip_seconds
         if machine not in self._seconds:
-            lengths = [_seconds(clip.path) for clip in self.clips(machine, "train")]
+            lengths = [duration(clip.path) for clip in self.clips(machine, "train")]
             if not lengths:
                 raise DatasetError(f"{self.root / machine / 'train'}: no training clips to take the clip length from")
             self._seconds[machine] = max(lengths)
@@ -101,11 +100,3 @@ class DcaseDataset(FormattedDataset):
                 f"no formatted DCASE {year} data at {str(self.root)!r}; "
                 f"run `asdcore data format --year {year} --root {self.data_root}` first"
             )
-
-
-def _seconds(path: Path) -> float:
-    try:
-        info = soundfile.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    return info.frames / info.samplerate

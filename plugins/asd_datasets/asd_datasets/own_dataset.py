@@ -15,7 +15,7 @@ import pydantic
 import soundfile as sf
 
 import asdcore
-from asdcore.audio import read_audio
+from asdcore.audio import duration, read_audio
 from asdcore.errors import AudioError, DatasetError
 
 log = logging.getLogger("asdcore")
@@ -63,7 +63,7 @@ class OwnDataset(asdcore.Dataset):
             clips = [c for m in self.machines() for c in self.clips(m, "train")]
             if not clips:
                 raise DatasetError(f"no training clips in {str(self.root)!r} to take the clip length from")
-            self._longest = max(_duration(c.path) for c in clips)
+            self._longest = max(duration(c.path) for c in clips)
         return self._longest
 
     def prepare(self, progress: bool = True, force: bool = False) -> None:
@@ -167,14 +167,6 @@ def _value(table: dict[str, int], raw: str, what: str, where: str) -> int:
         return table[raw.lower()]
     except KeyError:
         raise DatasetError(f"{where}: {what} {raw!r} is not one of {', '.join(table)}") from None
-
-
-def _duration(path: Path) -> float:
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    return info.frames / info.samplerate
 
 
 def _load(path: Path) -> tuple[np.ndarray, int, int]:
