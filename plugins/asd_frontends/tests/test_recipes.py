@@ -29,7 +29,8 @@ def test_every_recipe_of_this_plugin_is_covered(registry):
     ours = {name for name in registry.names("frontends") if registry.get("frontends", name).distribution == "asd-frontends"}
     recipes = {p.stem for p in RECIPES.glob("*.yaml")
                if load_config(p, [], registry=registry).config.frontend.name in ours}
-    assert recipes - {"demo", "raw_spec"} == set(TRAINED)
+    untrained = {"demo", "raw_spec", "raw_spec_dcase2026"}  # run end to end by the core and asd-datasets tests
+    assert recipes - untrained == set(TRAINED)
 
 
 @pytest.mark.parametrize("recipe", TRAINED)
