@@ -224,6 +224,11 @@ def _section(spec: YearSpec, machine: str, subset: str, section: int, n_train: i
     test = [(d, "test", label, i) for d in domains
             for label, count in (("normal", n_test - n_test // 2), ("anomaly", n_test // 2)) for i in range(count)]
     clips = [_labelled(spec, machine, subset, section, key, *group) for group in train]
+    if subset == DEV and machine in spec.numbered_tests:
+        # one index sequence over all test clips, laid out alike for every such type of the year
+        layout = np.random.default_rng(_key(seed, spec.year, "test layout", section)).permutation(len(test))
+        return clips + [_labelled(spec, machine, subset, section, key, *group, index=int(index))
+                        for group, index in zip(test, layout)]
     if subset == DEV:
         return clips + [_labelled(spec, machine, subset, section, key, *group) for group in test]
     rng = np.random.default_rng(key)
@@ -260,14 +265,14 @@ def _folder(spec: YearSpec, domain: str, split: str) -> str:
 
 
 def _labelled(spec: YearSpec, machine: str, subset: str, section: int, key: int, domain: str, split: str,
-              label: str, number: int) -> OriginalClip:
-    """A train or dev test clip: its name carries its label."""
+              label: str, number: int, index: int | None = None) -> OriginalClip:
+    """A train or dev test clip: its name carries its label, and its index (default: ``number``)."""
     attributes, stream = _sound(machine, key, domain, split, label, number)
     if spec.id_names:
         name = f"{label}_id_{section:02d}_{number:08d}.wav"
         unified = _unified(section, domain, split, label, f"{number:08d}", "")
     else:
-        name = unified = _unified(section, domain, split, label, f"{number:04d}",
+        name = unified = _unified(section, domain, split, label, f"{number if index is None else index:04d}",
                                   _attribute_string(spec, machine, split, attributes))
     return OriginalClip(machine, subset, _folder(spec, domain, split), name, name, unified, section, domain, label,
                         attributes, stream)

@@ -38,7 +38,8 @@ class YearSpec:
     take it from the files. ``machine_seconds`` then holds the lengths that are known; a type missing
     from it has an unknown length (2026: the eval clips last 6, 10 or 16 s, but which type has which
     length is not published). ``channels``: channels per clip; with two, channel 0 is the
-    microphone near the machine and channel 1 the far one.
+    microphone near the machine and channel 1 the far one. ``numbered_tests``: dev types whose test
+    clips are numbered 0000… across all domain × label classes, not within each (2026 ToyCar, ToyCarEmu).
     """
 
     year: int
@@ -55,6 +56,7 @@ class YearSpec:
     id_names: bool = False
     test_dirs: tuple[str, ...] = ("test",)
     no_attribute: frozenset[str] = frozenset()
+    numbered_tests: frozenset[str] = frozenset()
     supplemental: bool = False
     label_fields: tuple[str, ...] = ("machine", "section", "attribute", "domain")
     scorer: str = ""
@@ -152,7 +154,7 @@ YEARS: dict[int, YearSpec] = {
         evaluator_url="https://raw.githubusercontent.com/nttcslab/dcase2026_task2_evaluator/"
                       "f6a94a2b5e614a9626c9d1ccff6df0705e6aaa75",
         no_attribute=frozenset({"ToyCar", "bearingEmu", "sliderEmu", "valveEmu", "SewingMachine", "ToothBrush"}),
-        channels=2, scorer="dcase2026"),
+        numbered_tests=frozenset({"ToyCar", "ToyCarEmu"}), channels=2, scorer="dcase2026"),
 }
 
 

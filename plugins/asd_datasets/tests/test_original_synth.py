@@ -401,3 +401,14 @@ def test_2026_clip_seconds_too_short_for_the_shortest_types(tmp_path):
     with pytest.raises(ValueError, match=r"shortest DCASE 2026 clips 0.06 s"):
         osyn.write_original(2026, tmp_path, **SIZES)
     assert not (tmp_path / "original").exists()
+
+
+def test_2026_toycar_test_clips_are_numbered_across_classes(trees):
+    layouts = {}
+    for machine in ("ToyCar", "ToyCarEmu", "fan"):
+        names = [p.name for p in (trees[2026] / "dev_data" / "raw" / machine / "test").glob("*.wav")]
+        indices = {name.split("_")[5]: "_".join(name.split("_")[2:5]) for name in names}
+        assert len(indices) == len(names) if machine != "fan" else len(indices) < len(names)
+        layouts[machine] = indices
+    assert set(layouts["ToyCar"]) == {f"{i:04d}" for i in range(4 * N_TEST // 2)}
+    assert layouts["ToyCar"] == layouts["ToyCarEmu"]  # the same index falls in the same class
