@@ -208,6 +208,42 @@ def table_command(paths: tuple[Path, ...], metric: str, output: Path | None) -> 
     click.echo(f"overview: {output / 'overview.csv'}, {output / 'overview.md'}")
 
 
+@cli.command("ensemble")
+@click.argument("members", nargs=-1, metavar="[SEED_DIR:BACKEND[=WEIGHT]]...")
+@click.option("--seeds", "seeds_of", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="RUN_DIR", help="The seed ensemble of a run (<output>/<pipeline>/<dataset>): every backend's "
+                                      "seeds combined, one ensemble per backend.")
+@click.option("--rule", type=click.Choice(["mean", "mean_z", "min_z", "rank_mean"]), default="mean_z",
+              show_default=True)
+@click.option("--name", default=None, help="Pipeline folder of the ensemble [ensemble; with --seeds "
+                                          "<pipeline>_seeds].")
+@click.option("--id", "result_id", default=None, help="Result folder (backend column) of the ensemble [the rule].")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output root [the members' output root].")
+@_friendly
+def ensemble_command(members: tuple[str, ...], seeds_of: Path | None, rule: str, name: str | None,
+                     result_id: str | None, output: Path | None) -> None:
+    """Combine the score files of several runs, backends or seeds per machine type (mean, mean_z, min_z or
+    rank_mean), write them in the official formats and evaluate them like a backend.
+
+    \b
+    asdcore ensemble results/raw_spec/dcase2023/seed0:knn results/ae/dcase2023/seed0:passthrough
+    asdcore ensemble --seeds results/dis_spec_scac_trainable/dcase2023
+    """
+    from .ensemble import Member, run_backends, run_ensemble, seed_members
+
+    if bool(members) == bool(seeds_of):
+        raise click.UsageError("give MEMBERS or --seeds RUN_DIR")
+    if members:
+        folder = run_ensemble([Member.parse(m) for m in members], rule, output, name, result_id)
+    else:
+        name = name or f"{seeds_of.resolve().parent.name}_seeds"
+        for backend in run_backends(seeds_of):
+            folder = run_ensemble(seed_members(seeds_of, backend), rule, output, name, backend)
+    click.echo((folder.parent / "table.md").read_text())
+    click.echo(f"results: {folder}")
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:

@@ -13,6 +13,7 @@ set: {evaluation.plots: false} # overrides applied to every pipeline (key path -
 output: results
 executor: {name: processes, params: {workers: 2}}
 metric: official               # the overview's metric
+seed_ensemble: null            # mean_z, min_z, rank_mean or mean: each recipe's seeds also as one ensemble
 ```
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -29,6 +30,7 @@ import yaml
 from .config import Component, DatasetConfig, Resolved, expand_path, load_config, read_yaml, set_value
 from .context import Context
 from .engine import STAGES, Pipeline, explain
+from .ensemble import Member, run_ensemble
 from .errors import ConfigError, UnitsFailedError
 from .executors import execute
 from .interfaces import Executor, Outcome
@@ -57,6 +59,7 @@ class GridConfig(Params):
     output: str = "results"
     executor: Component = Component(name="local")
     metric: str = "official"
+    seed_ensemble: Literal["mean", "mean_z", "min_z", "rank_mean"] | None = None
 
 
 @dataclass
@@ -142,11 +145,15 @@ class Grid:
         runs, missing = [], []
         for pipeline in self.pipelines:
             ctx = pipeline.context
+            finished = []
             for seed in ctx.resolved.config.seeds:
                 if plan[f"{_prefix(ctx)}seed{seed}/summary"].stale_reason() is None:
-                    runs.append(ctx.seed_dir(seed))
+                    finished.append(ctx.seed_dir(seed))
                 else:
                     missing.append(f"{_prefix(ctx)}seed{seed}")
+            runs += finished
+            if self.config.seed_ensemble and len(finished) == len(ctx.resolved.config.seeds) > 1:
+                runs.append(self._seed_ensemble(ctx, finished))
         write_text(self.folder / "grid.yaml", yaml.safe_dump(self.describe(), sort_keys=False))
         if not runs:
             return None, missing
@@ -156,6 +163,16 @@ class Grid:
             markdown = f"INCOMPLETE: without {', '.join(missing)}\n\n{markdown}"
             write_text(self.folder / "overview.md", markdown)
         return markdown, missing
+
+    def _seed_ensemble(self, ctx: Context, seed_dirs: list[Path]) -> Path:
+        """The seed ensemble of every backend of one pipeline (``<pipeline>_seeds``); its seed folder."""
+        rule = self.config.seed_ensemble
+        for backend in ctx.resolved.result_ids:
+            members = [Member(seed_dir, backend) for seed_dir in seed_dirs]
+            folder = run_ensemble(members, rule, Path(ctx.resolved.config.output),
+                                  f"{ctx.resolved.config.name}_seeds", backend, ctx.registry)
+        log.info("%s: seed ensemble (%s) in %s", _prefix(ctx).rstrip("/"), rule, folder)
+        return folder
 
     def describe(self) -> dict:
         """The grid as run: its settings and every pipeline's resolved config."""

@@ -25,7 +25,7 @@ from . import distributed
 from .context import BACKEND_SEED, Context, seed_everything
 from .errors import AsdcoreError
 from .features import FeatureSet, group_name, load_features, load_view, save_features
-from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, TrainData
+from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, Scorer, TrainData
 from .metrics import gamma_threshold
 from .plan import Unit
 from .store import write_json, write_text
@@ -226,14 +226,22 @@ def evaluate(unit: Unit, ctx: Context) -> list[str]:
     """Decisions from the gamma-fitted threshold, then every metric of the machine type from the score
     files as they are on disk (exactly what a submission would contain)."""
     seed, machine = unit.args["seed"], unit.args["machine"]
-    directory = unit.directory
     scorer = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer")
     test = load_features(ctx.features_path(seed, machine), "test")
+    return evaluate_scores(unit.directory, scorer, machine, test, lambda: ctx.dataset.subsets(machine),
+                           ctx.resolved.config.evaluation.decision_percentile, f"seed {seed}")
+
+
+def evaluate_scores(directory: Path, scorer: Scorer, machine: str, test: FeatureSet,
+                    subsets: Callable[[], dict[int, str]], percentile: float, where: str) -> list[str]:
+    """Decisions and every metric of ``machine`` from the score files in ``directory`` (the test groups of
+    ``scorer`` and the train scores); ``subsets()`` gives the section -> subset map. Returns the files
+    written; test clips without labels get decisions but no evaluation."""
     groups = scorer.groups(machine, test)
     for stale in ("evaluation.csv", EVALUATION_JSON):
         (directory / stale).unlink(missing_ok=True)
     train_scores = np.array(list(read_table(directory / TRAIN_SCORES).values()))
-    threshold = gamma_threshold(train_scores, ctx.resolved.config.evaluation.decision_percentile)
+    threshold = gamma_threshold(train_scores, percentile)
     write_json(directory / "threshold.json", threshold)
     scores = read_groups(directory, SCORES, groups, test.names)
     written = ["threshold.json", *write_groups(directory, DECISIONS, groups, test.names,
@@ -241,10 +249,9 @@ def evaluate(unit: Unit, ctx: Context) -> list[str]:
     decisions = read_groups(directory, DECISIONS, groups, test.names)
     labelled = test.is_anomaly != UNKNOWN
     if not labelled.any():
-        log.info("seed %d: %s has no labelled test clips: scores and decisions written, not evaluated", seed, machine)
+        log.info("%s: %s has no labelled test clips: scores and decisions written, not evaluated", where, machine)
         return written
-    evaluation = scorer.evaluate(machine, test.select(labelled), scores[labelled], ctx.dataset.subsets(machine),
-                                 decisions[labelled])
+    evaluation = scorer.evaluate(machine, test.select(labelled), scores[labelled], subsets(), decisions[labelled])
     write_csv(directory / "evaluation.csv",
               [{"section": s, "metric": m, "value": repr(float(v))} for s, m, v in evaluation.metrics])
     write_text(directory / EVALUATION_JSON, json.dumps(_evaluation_data(evaluation)))

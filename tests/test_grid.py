@@ -158,3 +158,17 @@ def test_a_single_pipelines_dry_run_lists_its_units_before_its_data_exist(regist
     assert [line.split()[1] for line in lines] == ["shared/extract/alpha", "seed0/score/alpha/distance",
                                                    "seed0/evaluate/alpha/distance", "seed0/summary", "table"]
     assert all(line.endswith(f"data missing: {tmp_path / 'nowhere'}: No such file or directory") for line in lines)
+
+
+def test_a_grids_seed_ensembles_join_its_table(registry, two_roots, tmp_path):
+    path = write_grid(tmp_path, two_roots[:1], seed_ensemble="mean_z")
+    result = load_grid(path, registry=registry, progress=False).run(progress=False)
+    assert result.failure is None
+    for recipe_name, backends in (("plain", ["distance"]), ("trained", ["distance", "far"])):
+        folder = tmp_path / "out" / f"{recipe_name}_seeds" / "toy-0" / "seed0+1"
+        assert (folder / "summary.csv").is_file()
+        for backend in backends:
+            assert f"| {recipe_name}_seeds / {backend} | " in result.markdown
+            assert (folder / "alpha" / backend / "anomaly_score_alpha_section_00_test.csv").is_file()
+    table = overview(collect([result.folder.parent.parent / "trained_seeds"]))
+    assert table.cells[("trained_seeds", "far")][("toy-0", "dev")].n == 1
