@@ -2,16 +2,9 @@
 type, written in the official formats and evaluated like a backend.
 
 A member is one backend's results in one seed folder (``<output>/<pipeline>/<dataset>/seed<k>`` and backend
-id). Per machine type and clip, with member m's test scores s_m and training scores t_m (the cross-fitted
-``anomaly_score_train.csv``) and weights w_m normalised to sum 1:
-
-* ``mean``: Σ w_m s_m, the raw scores.
-* ``mean_z``: Σ w_m z_m with z_m = (s_m − mean(t_m)) / std(t_m), each member z-normalised by its own
-  training scores.
-* ``min_z``: min_m z_m (no weights).
-* ``rank_mean``: Σ w_m r_m with r_m = (rank of s_m among member m's test scores − 1) / (n − 1), ties
-  averaged. Training scores are placed on the same scale by their position among the test scores, which
-  uses the test scores' distribution (never their labels).
+id); the rules (``mean``, ``mean_z``, ``min_z``, ``rank_mean``, with weights) are those of
+:mod:`asdcore.combination`, applied to the members' test scores and cross-fitted training scores
+(``anomaly_score_train.csv``).
 
 The ensemble goes to ``<output>/<name>/<dataset>/<seeds>/<machine>/<id>/`` (``<seeds>``: ``seed<k>`` when
 every member is of seed k, else e.g. ``seed0+1+2``), with decisions from the gamma threshold of the combined
@@ -31,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import load_config, read_yaml
+from .combination import check_rule, combine
 from .context import Context
 from .errors import ArtifactError, ConfigError
 from .features import FeatureSet
@@ -40,7 +34,6 @@ from .submission import SCORES, TRAIN_KEY, read_groups, read_table, write_groups
 from .table import write_summary, write_table
 from .units import EVALUATION_JSON, TRAIN_SCORES, evaluate_scores, read_evaluation
 
-RULES = ("mean", "mean_z", "min_z", "rank_mean")
 ENSEMBLES_JSON = "ensembles.json"
 _SEED = re.compile(r"^seed(\d+)$")
 
@@ -93,58 +86,6 @@ def run_backends(run_root: Path) -> list[str]:
     """The backend (and fusion) ids of a run, from its saved config."""
     config = read_yaml(Path(run_root) / "config.yaml", "run config")
     return [b["id"] for b in config.get("backends", [])] + [f["id"] for f in config.get("fusions", [])]
-
-
-def combine(rule: str, test: Sequence[np.ndarray], train: Sequence[np.ndarray],
-            weights: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The combined (test, train) scores of members' score arrays by ``rule`` (see the module docstring)."""
-    w = check_rule(rule, weights, len(test))
-    if rule == "mean":
-        parts = [(s, t) for s, t in zip(test, train)]
-    elif rule == "rank_mean":
-        parts = [_ranks(s, t) for s, t in zip(test, train)]
-    else:
-        parts = [_z(s, t) for s, t in zip(test, train)]
-    if rule == "min_z":
-        return np.min([p[0] for p in parts], axis=0), np.min([p[1] for p in parts], axis=0)
-    return (np.tensordot(w, np.asarray([p[0] for p in parts]), axes=1),
-            np.tensordot(w, np.asarray([p[1] for p in parts]), axes=1))
-
-
-def check_rule(rule: str, weights: Sequence[float] | None, n: int) -> np.ndarray:
-    """The weights of ``n`` members normalised to sum 1 (equal when None); an unknown rule, weights for
-    ``min_z`` or unusable weights are a ConfigError."""
-    if rule not in RULES:
-        raise ConfigError(f"unknown ensemble rule {rule!r}; rules: {', '.join(RULES)}")
-    if weights is None:
-        return np.full(n, 1.0 / n)
-    if rule == "min_z":
-        raise ConfigError("the min_z rule takes no weights")
-    w = np.asarray(weights, dtype=np.float64)
-    if len(w) != n or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ConfigError(f"ensemble weights {list(weights)}: need {n} non-negative numbers with a positive sum")
-    return w / w.sum()
-
-
-def _z(test: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = float(np.mean(train)), float(np.std(train))
-    if not std > 0:
-        raise ArtifactError("a member's training scores are constant, so they cannot be z-normalised")
-    return (test - mean) / std, (train - mean) / std
-
-
-def _ranks(test: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rank − 1) / (n − 1) with ties averaged; a training score's rank is its average insertion position
-    among the sorted test scores, on the same scale."""
-    ordered = np.sort(test)
-    scale = max(len(test) - 1, 1)
-
-    def position(values: np.ndarray) -> np.ndarray:
-        below = np.searchsorted(ordered, values, side="left")
-        upto = np.searchsorted(ordered, values, side="right")
-        return (below + upto - 1) / 2 / scale
-
-    return position(test), position(train)
 
 
 def run_ensemble(members: Sequence[Member], rule: str, output: Path | None = None, name: str | None = None,

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from .audio import fit_length
 from .audio_cache import CachedLoad
+from .combination import combine
 from . import distributed
 from .context import BACKEND_SEED, Context, seed_everything
-from .errors import AsdcoreError
+from .errors import ArtifactError, AsdcoreError
 from .features import FeatureSet, group_name, load_features, load_view, save_features
 from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, Scorer, TrainData
 from .metrics import gamma_threshold
@@ -199,19 +200,15 @@ def fuse(unit: Unit, ctx: Context) -> list[str]:
     features_path = ctx.features_path(seed, machine)
     features = {s: load_features(features_path, s) for s in ("train", "test")}
     groups = ctx.registry.create("scorers", ctx.resolved.scorer, path="scorer").groups(machine, features["test"])
-    fused = {"test": 0.0, "train": 0.0}
-    for member, weight in ((fusion.near, fusion.alpha), (fusion.far, 1.0 - fusion.alpha)):
-        directory = ctx.backend_dir(seed, machine, member)
-        train = read_groups(directory, SCORES, {TRAIN_KEY: np.arange(len(features["train"]))},
-                            features["train"].names)
-        test = read_groups(directory, SCORES, groups, features["test"].names)
-        mean, std = float(train.mean()), float(train.std())
-        if not std > 0:
-            raise AsdcoreError(f"fusion {fid!r} on {machine}: the training scores of {member!r} are constant, so they "
-                               "cannot be normalised")
-        fused["test"] = fused["test"] + weight * (test - mean) / std
-        fused["train"] = fused["train"] + weight * (train - mean) / std
-    return _write_scores(unit, ctx, machine, features["test"], features["train"], fused)
+    train_groups = {TRAIN_KEY: np.arange(len(features["train"]))}
+    members = [ctx.backend_dir(seed, machine, member) for member in (fusion.near, fusion.far)]
+    try:
+        test, train = combine("mean_z", [read_groups(d, SCORES, groups, features["test"].names) for d in members],
+                              [read_groups(d, SCORES, train_groups, features["train"].names) for d in members],
+                              [fusion.alpha, 1.0 - fusion.alpha])
+    except ArtifactError as exc:
+        raise AsdcoreError(f"fusion {fid!r} on {machine}: {exc}") from None
+    return _write_scores(unit, ctx, machine, features["test"], features["train"], {"test": test, "train": train})
 
 
 def _checked_scores(values, n: int, where: str) -> np.ndarray:

@@ -10,7 +10,8 @@ import toy_plugin
 from asdcore.cli import cli
 from asdcore.config import load_config
 from asdcore.engine import Pipeline
-from asdcore.ensemble import Member, combine, run_ensemble, seed_members
+from asdcore.combination import combine
+from asdcore.ensemble import Member, run_ensemble, seed_members
 from asdcore.errors import ArtifactError, ConfigError
 from asdcore.overview import collect, overview
 from asdcore.submission import SCORES, TRAIN_KEY, read_table
