@@ -18,14 +18,18 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def smallest_distances(queries: np.ndarray, references: np.ndarray, k: int, *, scale: np.ndarray | None = None,
-                       exclude_self: bool = False) -> np.ndarray:
+                       exclude_self: bool = False,
+                       exclude_groups: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The ``k`` smallest values of ‖q − r_j‖ / scale_j per query, ascending, shape ``[N, k]`` (float64).
 
-    ``scale`` defaults to 1. ``exclude_self`` skips reference ``i`` for query ``i`` (queries = references).
+    ``scale`` defaults to 1. ``exclude_self`` skips reference ``i`` for query ``i`` (queries = references);
+    ``exclude_groups = (query groups, reference groups)`` skips every reference of the query's group.
     """
     queries = np.asarray(queries, dtype=np.float64)
     references = np.asarray(references, dtype=np.float64)
-    n_refs = len(references) - (1 if exclude_self else 0)
+    if exclude_self:
+        exclude_groups = (np.arange(len(queries)), np.arange(len(references)))
+    n_refs = len(references) - _largest_shared_group(exclude_groups)
     if not 1 <= k <= n_refs:
         raise ValueError(f"k={k} needs between 1 and {n_refs} references")
     ref32 = references.astype(np.float32)
@@ -43,15 +47,23 @@ def smallest_distances(queries: np.ndarray, references: np.ndarray, k: int, *, s
         if inv_scale is not None:
             approx += np.einsum("ij,ij->i", q32, q32)[:, None]
             approx *= inv_scale_sq[None, :]
-        if exclude_self:
-            rows = np.arange(len(q))
-            approx[rows, rows + start] = np.inf
+        if exclude_groups is not None:
+            approx[exclude_groups[0][start : start + batch, None] == exclude_groups[1][None, :]] = np.inf
         index = np.argpartition(approx, candidates - 1, axis=1)[:, :candidates]
         exact = np.linalg.norm(q[:, None, :] - references[index], axis=2)
         if inv_scale is not None:
             exact *= inv_scale[index]
         out[start : start + batch] = np.sort(exact, axis=1)[:, :k]
     return out
+
+
+def _largest_shared_group(groups: tuple[np.ndarray, np.ndarray] | None) -> int:
+    """How many references the query group with the most of them excludes."""
+    if groups is None:
+        return 0
+    names, counts = np.unique(groups[1], return_counts=True)
+    shared = counts[np.isin(names, groups[0])]
+    return int(shared.max()) if len(shared) else 0
 
 
 def mean_knn_distance(queries: np.ndarray, references: np.ndarray, k: int) -> np.ndarray:
