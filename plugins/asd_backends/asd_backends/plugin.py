@@ -6,6 +6,7 @@ import asdcore
 def register_backends(register):
     from .kmeans import KmeansBackend
     from .knn import KnnBackend
+    from .mahalanobis import MahalanobisBackend
     from .passthrough import PassthroughBackend
     from .rescale import KnnRescaleBackend
 
@@ -13,3 +14,4 @@ def register_backends(register):
     register("kmeans", KmeansBackend)
     register("knn_rescale", KnnRescaleBackend)
     register("passthrough", PassthroughBackend)
+    register("mahalanobis", MahalanobisBackend)
