@@ -7,6 +7,7 @@ def register_backends(register):
     from .kmeans import KmeansBackend
     from .knn import KnnBackend
     from .mahalanobis import MahalanobisBackend
+    from .memory_bank import MemoryBankBackend
     from .passthrough import PassthroughBackend
     from .rescale import KnnRescaleBackend
 
@@ -15,3 +16,4 @@ def register_backends(register):
     register("knn_rescale", KnnRescaleBackend)
     register("passthrough", PassthroughBackend)
     register("mahalanobis", MahalanobisBackend)
+    register("memory_bank", MemoryBankBackend)
