@@ -14,7 +14,7 @@ from asdcore.training import CHECKPOINT
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 TRAINED = ["dis_beats_scac_trainable", "dis_eat_scac_trainable"]
-RAW = ["raw_beats", "raw_eat"]
+RAW = ["raw_beats", "raw_eat", "raw_beats_memory_bank"]
 
 
 @pytest.fixture(scope="module")
