@@ -1,11 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import asdcore
 from asd_frontends.losses import (
-    LOSSES, AdaCosLoss, AdaProjLoss, ArcFaceLoss, FeatExLoss, SubClusterAdaCosLoss, SubspaceLoss, fixed_scale,
+    EPS, LOSSES, AdaCosLoss, AdaProjLoss, ArcFaceLoss, FeatExLoss, SubClusterAdaCosLoss, SubspaceLoss, fixed_scale,
 )
 
 # Three 4-d embeddings; targets: two one-hot rows and one soft (mixed-up) row.
@@ -45,13 +46,112 @@ def rows(parameter):
     return parameter.detach().tolist()
 
 
+# Dynamic scales, computed by hand in numpy from the rules of ASDKit (methods-facts §2).
+
+def np_unit(a):
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def np_angle(cos):
+    return np.arccos(np.clip(cos, -1 + 1e-7, 1 - 1e-7))
+
+
+def lower_median(values):
+    """torch.median: the lower of the two middle values for an even count."""
+    return np.sort(np.ravel(values))[(np.size(values) - 1) // 2]
+
+
+def log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def np_soft_ce(log_p, y):
+    return -(y * log_p).sum(axis=-1).mean()
+
+
+def adacos_scale(cos, y, s):
+    """ln(B_avg)/cos(min(π/4, θ_med)); ASDKit's NaN when no entry is exactly 1 is kept as s."""
+    if not (y == 1).any():
+        return s
+    b_avg = np.exp(s * cos)[y < 1].sum() / len(cos)
+    return np.log(b_avg) / np.cos(min(np.pi / 4, lower_median(np_angle(cos)[y == 1])))
+
+
+def scac_scale(cos, column_y, s):
+    """(M + ln B′)/(cos(min(π/4, θ_med)) + 1e-7), B′ over all columns, θ_b = Σ_j ỹ_bj·θ_bj."""
+    m = (s * cos).max()
+    b = np.exp(s * cos - m).sum(axis=1).mean()
+    theta = (column_y * np_angle(cos)).sum(axis=1)
+    return (m + np.log(b)) / (np.cos(min(np.pi / 4, lower_median(theta))) + 1e-7)
+
+
+def scac_loss(cos, y, s, k):
+    p = np.exp(log_softmax(s * cos))
+    return np_soft_ce(np.log(p.reshape(len(cos), -1, k).sum(axis=2)), y)
+
+
+def adaproj_cos(x, bases):
+    """⟨x̂, a/‖a‖⟩ with a the projection of x̂ on each class's unit basis vectors, [B, C]."""
+    xh, w = np_unit(x), np_unit(bases)
+    a = np.einsum("bcp,cpd->bcd", np.einsum("bd,cpd->bcp", xh, w), w)
+    return np.einsum("bd,bcd->bc", xh, np_unit(a))
+
+
+def adaproj_scale(cos, y, s):
+    """(M + ln B′)/(cos(min(π/4, θ_med)) + 1e-7), e^{−M} at entries y ≥ 1, θ_b = Σ_c y_bc·θ_bc."""
+    m = (s * cos).max()
+    b = np.where(y < 1, np.exp(s * cos - m), np.exp(-m)).sum(axis=1).mean()
+    theta = (y * np_angle(cos)).sum(axis=1)
+    return (m + np.log(b)) / (np.cos(min(np.pi / 4, lower_median(theta))) + 1e-7)
+
+
+def tensor(a):
+    return torch.tensor(a, dtype=torch.float32)
+
+
+RNG = np.random.default_rng(3)
+CENTRES = RNG.normal(size=(3, 4)).astype(np.float32)
+EMB = (np_unit(CENTRES[[0, 1, 2, 0]]) + 0.3 * RNG.normal(size=(4, 4))).astype(np.float32)
+BASES = RNG.normal(size=(3, 2, 4)).astype(np.float32)
+EMB_P = (np.einsum("bp,bpd->bd", RNG.normal(size=(4, 2)), BASES[[0, 1, 2, 0]])
+         + 0.3 * RNG.normal(size=(4, 4))).astype(np.float32)
+SUB_CENTRES = {1: CENTRES, 3: (np.repeat(CENTRES, 3, axis=0) + 0.5 * RNG.normal(size=(9, 4))).astype(np.float32)}
+LABELS = {
+    "one-hot": np.eye(3)[[0, 1, 2, 0]],
+    "soft": np.array([[1, 0, 0], [0, 1, 0], [0.3, 0, 0.7], [0.6, 0.4, 0]]),
+    "fully-mixed": np.array([[0.5, 0.5, 0], [0.3, 0, 0.7], [0, 0.6, 0.4], [0.2, 0.2, 0.6]]),
+}
+by_labels = pytest.mark.parametrize("y", LABELS.values(), ids=list(LABELS))
+DYNAMIC = [(AdaCosLoss, {}), (SubClusterAdaCosLoss, {"k": 2}), (AdaProjLoss, {"basis_size": 2})]
+
+
 def test_fixed_scale_values():
     assert round(fixed_scale(187), 2) == 7.39
     assert round(fixed_scale(16 * 187), 2) == 11.32
     assert round(fixed_scale(41), 2) == 5.22
     assert round(make(AdaCosLoss, 187).scale.item(), 2) == 7.39
-    assert round(make(SubClusterAdaCosLoss, 187).scale.item(), 2) == 11.32
+    assert round(make(SubClusterAdaCosLoss, 187, k=16).scale.item(), 2) == 11.32
     assert make(AdaProjLoss, 3, basis_size=2).scale.item() == pytest.approx(math.sqrt(2) * math.log(2))
+
+
+def test_class_defaults_are_asdkit_ones():
+    assert ArcFaceLoss.Params().model_dump() == {"margin": 0.5, "scale": 64.0, "trainable": False}
+    assert AdaCosLoss.Params().model_dump() == {"trainable": False, "dynamic": True}
+    assert SubClusterAdaCosLoss.Params().model_dump() == {"k": 1, "trainable": False, "dynamic": True}
+    assert AdaProjLoss.Params().model_dump() == {"basis_size": 32, "trainable": False, "dynamic": True}
+    assert EPS == 1e-7
+    assert make(AdaCosLoss, 5).scale.item() == pytest.approx(math.sqrt(2) * math.log(4))
+    assert make(SubClusterAdaCosLoss, 5).scale.item() == pytest.approx(math.sqrt(2) * math.log(4))
+    assert make(SubClusterAdaCosLoss, 5, k=4).scale.item() == pytest.approx(math.sqrt(2) * math.log(19))
+    assert make(AdaProjLoss, 5).scale.item() == pytest.approx(math.sqrt(2) * math.log(4))
+    assert make(ArcFaceLoss, 5).scale.item() == 64.0
+
+
+def test_adaproj_centres_are_xavier_uniform_over_classes_basis_and_dimensions():
+    torch.manual_seed(0)
+    expected = torch.nn.init.xavier_uniform_(torch.empty(5, 32, 4))
+    assert torch.equal(make(AdaProjLoss, 5).centres, expected)
 
 
 def test_arcface_adds_margin_to_every_class_angle():
@@ -66,7 +166,7 @@ def test_arcface_adds_margin_to_every_class_angle():
 
 
 def test_arcface_clamps_the_angle_of_an_embedding_on_its_centre():
-    loss = make(ArcFaceLoss, 3)
+    loss = make(ArcFaceLoss, 3, trainable=True)
     value = loss(loss.centres.detach()[:1] * 3.0, torch.tensor([[1.0, 0.0, 0.0]]))
     assert torch.isfinite(value)
     value.backward()
@@ -74,7 +174,7 @@ def test_arcface_clamps_the_angle_of_an_embedding_on_its_centre():
 
 
 def test_adacos_fixed_scale_and_soft_targets():
-    loss = make(AdaCosLoss, 3)
+    loss = make(AdaCosLoss, 3, dynamic=False)
     s = math.sqrt(2) * math.log(2)
     expected_logits = [[s * c for c in cosines(x, rows(loss.centres))] for x in X]
     assert loss(torch.tensor(X), torch.tensor(Y3)).item() == pytest.approx(soft_ce(expected_logits, Y3), rel=1e-5)
@@ -82,28 +182,101 @@ def test_adacos_fixed_scale_and_soft_targets():
     assert probs.sum(dim=1).tolist() == pytest.approx([1.0] * 3)
 
 
-def test_adacos_dynamic_scale_update_by_hand():
-    loss = make(AdaCosLoss, 3, dynamic=True)
-    centres = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
-    loss.centres.data = torch.tensor(centres)
-    s0 = math.sqrt(2) * math.log(2)
-    cos = [cosines(x, centres) for x in X]
-    b = sum(math.exp(s0 * c) for ci, yi in zip(cos, Y3) for c, y in zip(ci, yi) if y < 1) / 3
-    target_angles = sorted(math.acos(c) for ci, yi in zip(cos, Y3) for c, y in zip(ci, yi) if y == 1)
-    assert len(target_angles) == 2  # torch.median takes the lower of the two middle values
-    s1 = math.log(b) / math.cos(min(math.pi / 4, target_angles[0]))
-
-    value = loss(torch.tensor(X), torch.tensor(Y3))
+@by_labels
+def test_adacos_dynamic_scale_by_hand(y):
+    loss = make(AdaCosLoss, 3)
+    loss.centres.data = tensor(CENTRES)
+    cos = np_unit(EMB) @ np_unit(CENTRES).T
+    s1 = adacos_scale(cos, y, math.sqrt(2) * math.log(2))
+    value = loss(tensor(EMB), tensor(y))
     assert loss.scale.item() == pytest.approx(s1, rel=1e-5)
-    assert value.item() == pytest.approx(soft_ce([[s1 * c for c in ci] for ci in cos], Y3), rel=1e-5)
+    assert value.item() == pytest.approx(np_soft_ce(log_softmax(s1 * cos), y), rel=1e-5)
 
-    loss.eval()
-    loss(torch.tensor(X), torch.tensor(Y3))
+
+def test_adacos_keeps_its_scale_without_a_target_equal_to_one():
+    loss = make(AdaCosLoss, 3)
+    loss(tensor(EMB), tensor(LABELS["fully-mixed"]))
+    assert loss.scale.item() == pytest.approx(math.sqrt(2) * math.log(2))
+    loss(tensor(EMB), tensor(LABELS["soft"]))
+    assert loss.scale.item() != pytest.approx(math.sqrt(2) * math.log(2))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@by_labels
+def test_scac_dynamic_scale_by_hand(k, y):
+    loss = make(SubClusterAdaCosLoss, 3, k=k)
+    loss.centres.data = tensor(SUB_CENTRES[k])
+    cos = np_unit(EMB) @ np_unit(SUB_CENTRES[k]).T
+    s1 = scac_scale(cos, np.tile(y, (1, k)), math.sqrt(2) * math.log(3 * k - 1))
+    value = loss(tensor(EMB), tensor(y))
     assert loss.scale.item() == pytest.approx(s1, rel=1e-5)
+    assert value.item() == pytest.approx(scac_loss(cos, y, s1, k), rel=1e-5)
+
+
+def test_scac_scale_tiles_the_label_across_the_sub_clusters():
+    """Column k·C + c takes y_c: centres 0 and 2 lie near e0, 1 and 3 near e1 (the loss groups 0, 1 and 2, 3)."""
+    centres = np.array([[1, 0, 0.1, 0], [0, 1, 0, 0], [1, 0, 0, 0.1], [0, 1, 0.1, 0]], dtype=np.float32)
+    x = np.array([[1, 0.05, 0, 0], [0.05, 1, 0, 0], [1, 0, 0.05, 0.05], [0, 1, 0, 0.1]], dtype=np.float32)
+    y = np.eye(2)[[0, 1, 0, 1]]
+    loss = make(SubClusterAdaCosLoss, 2, k=2)
+    loss.centres.data = tensor(centres)
+    loss(tensor(x), tensor(y))
+    cos, s0 = np_unit(x) @ np_unit(centres).T, math.sqrt(2) * math.log(3)
+    tiled, grouped = scac_scale(cos, np.tile(y, (1, 2)), s0), scac_scale(cos, np.repeat(y, 2, axis=1), s0)
+    assert loss.scale.item() == pytest.approx(tiled, rel=1e-5)
+    assert tiled != pytest.approx(grouped, rel=1e-2)
+
+
+@by_labels
+def test_adaproj_dynamic_scale_by_hand(y):
+    loss = make(AdaProjLoss, 3, basis_size=2)
+    loss.centres.data = tensor(BASES)
+    cos = adaproj_cos(EMB_P, BASES)
+    s1 = adaproj_scale(cos, y, math.sqrt(2) * math.log(2))
+    value = loss(tensor(EMB_P), tensor(y))
+    assert loss.scale.item() == pytest.approx(s1, rel=1e-5)
+    assert value.item() == pytest.approx(np_soft_ce(log_softmax(s1 * cos), y), rel=1e-5)
+
+
+def test_hand_cases_reach_below_the_angle_bound():
+    """The one-hot cases take θ_med below π/4, so the choice of the median counts."""
+    cos = np_unit(EMB) @ np_unit(CENTRES).T
+    y = LABELS["one-hot"]
+    assert lower_median(np_angle(cos)[y == 1]) < np.pi / 4
+    assert lower_median((y * np_angle(adaproj_cos(EMB_P, BASES))).sum(axis=1)) < np.pi / 4
+
+
+@pytest.mark.parametrize("cls, params", DYNAMIC)
+def test_the_updated_scale_scales_the_same_call(cls, params):
+    loss, fixed = make(cls, 3, **params), make(cls, 3, dynamic=False, **params)
+    x, y = tensor(EMB), tensor(LABELS["one-hot"])
+    value = loss(x, y)
+    assert loss.scale.item() != pytest.approx(fixed.scale.item(), rel=1e-2)
+    assert loss.scale.grad_fn is None and not loss.scale.requires_grad
+    assert value.item() != pytest.approx(fixed(x, y).item(), rel=1e-3)
+    assert value.item() == pytest.approx(loss.eval()(x, y).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("cls, params", DYNAMIC)
+def test_eval_mode_and_fixed_scales_do_not_update(cls, params):
+    x, y = tensor(EMB), tensor(LABELS["one-hot"])
+    for loss in (make(cls, 3, **params).eval(), make(cls, 3, dynamic=False, **params)):
+        before = loss.scale.item()
+        loss(x, y)
+        assert loss.scale.item() == before
+
+
+@pytest.mark.parametrize("cls, params", DYNAMIC)
+def test_the_updated_scale_is_saved_with_the_loss(cls, params):
+    loss = make(cls, 3, **params)
+    loss(tensor(EMB), tensor(LABELS["one-hot"]))
+    reloaded = make(cls, 3, **params)
+    reloaded.load_state_dict(loss.state_dict())
+    assert reloaded.scale.item() == loss.scale.item() != make(cls, 3, **params).scale.item()
 
 
 def test_scac_pools_contiguous_sub_cluster_blocks():
-    loss = make(SubClusterAdaCosLoss, 2, k=3)
+    loss = make(SubClusterAdaCosLoss, 2, k=3, dynamic=False)
     s = math.sqrt(2) * math.log(2 * 3 - 1)
     assert loss.scale.item() == pytest.approx(s)
     expected_log_p = []
@@ -117,28 +290,16 @@ def test_scac_pools_contiguous_sub_cluster_blocks():
 
 
 def test_scac_with_one_sub_cluster_is_adacos():
-    scac, adacos = make(SubClusterAdaCosLoss, 3, k=1), make(AdaCosLoss, 3)
+    scac, adacos = make(SubClusterAdaCosLoss, 3, dynamic=False), make(AdaCosLoss, 3, dynamic=False)
     assert torch.equal(scac.centres, adacos.centres)
     x, y = torch.tensor(X), torch.tensor(Y3)
     assert scac(x, y).item() == pytest.approx(adacos(x, y).item(), rel=1e-6)
 
 
-def test_scac_dynamic_update_gives_each_column_its_class_target():
-    loss = make(SubClusterAdaCosLoss, 2, k=2, dynamic=True)
-    s0 = math.sqrt(2) * math.log(3)
-    cos = [cosines(x, rows(loss.centres)) for x in X]
-    column_y = [[y[0], y[0], y[1], y[1]] for y in Y2]
-    b = sum(math.exp(s0 * c) for ci, yi in zip(cos, column_y) for c, y in zip(ci, yi) if y < 1) / 3
-    angles = sorted(math.acos(c) for ci, yi in zip(cos, column_y) for c, y in zip(ci, yi) if y == 1)
-    s1 = math.log(b) / math.cos(min(math.pi / 4, angles[(len(angles) - 1) // 2]))
-    loss(torch.tensor(X), torch.tensor(Y2))
-    assert loss.scale.item() == pytest.approx(s1, rel=1e-5)
-
-
 def test_adaproj_renormalised_projection():
-    loss = make(AdaProjLoss, 3, basis_size=2)
+    loss = make(AdaProjLoss, 3, basis_size=2, dynamic=False)
     s = math.sqrt(2) * math.log(2)
-    basis = [unit(w) for w in rows(loss.centres)]
+    basis = [unit(w) for w in rows(loss.centres.flatten(0, 1))]
     expected_logits = []
     for x in X:
         xh = unit(x)
@@ -153,7 +314,7 @@ def test_adaproj_renormalised_projection():
 
 
 @pytest.mark.parametrize("cls, params, default_trainable", [
-    (ArcFaceLoss, {}, True), (AdaCosLoss, {}, False), (SubClusterAdaCosLoss, {"k": 2}, False),
+    (ArcFaceLoss, {}, False), (AdaCosLoss, {}, False), (SubClusterAdaCosLoss, {"k": 2}, False),
     (AdaProjLoss, {"basis_size": 2}, False),
 ])
 def test_fixed_centres_get_no_gradient_and_trainable_ones_do(cls, params, default_trainable):
@@ -168,7 +329,7 @@ def test_fixed_centres_get_no_gradient_and_trainable_ones_do(cls, params, defaul
 
 
 def test_centres_are_xavier_uniform_from_the_global_seed():
-    a, b = make(SubClusterAdaCosLoss, 3), make(SubClusterAdaCosLoss, 3)
+    a, b = make(SubClusterAdaCosLoss, 3, k=16), make(SubClusterAdaCosLoss, 3, k=16)
     assert torch.equal(a.centres, b.centres)
     bound = math.sqrt(6 / (48 + 4))
     assert a.centres.abs().max().item() <= bound
@@ -183,6 +344,7 @@ def test_subspace_loss_is_main_plus_weighted_heads_on_slices():
     expected = loss.main(x, y) + 0.5 * (loss.heads[0](x[:, :2], y) + loss.heads[1](x[:, 2:], y))
     assert loss(x, y).item() == pytest.approx(expected.item(), rel=1e-6)
     assert loss.heads[1].scale.item() == pytest.approx(math.sqrt(2) * math.log(3))
+    assert loss.main.scale.item() == pytest.approx(math.sqrt(2) * math.log(3))
     assert torch.equal(loss.class_log_probs(x), loss.main.class_log_probs(x))
 
 
@@ -247,8 +409,8 @@ def test_params_are_strict_and_fixed_scale_needs_three_centres():
     with pytest.raises(Exception, match="extra"):
         SubClusterAdaCosLoss.Params(K=16)
     with pytest.raises(asdcore.ConfigError, match="at least 3 centres"):
-        make(AdaCosLoss, 2)
-    assert make(AdaCosLoss, 2, dynamic=True).scale.item() == 0.0
+        make(AdaCosLoss, 2, dynamic=False)
+    assert make(AdaCosLoss, 2).scale.item() == 0.0
 
 
 def test_shape_mismatch_is_reported():
