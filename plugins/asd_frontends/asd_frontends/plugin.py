@@ -5,12 +5,14 @@ import asdcore
 @asdcore.hookimpl
 def register_frontends(register):
     from .ae import AeFrontend
+    from .dcase_baseline import DcaseBaselineAeFrontend
     from .multibranch import MultiBranchCnnFrontend
     from .raw_spec import RawSpecFrontend
 
     register("raw_spec", RawSpecFrontend)
     register("multibranch_cnn", MultiBranchCnnFrontend)
     register("ae", AeFrontend)
+    register("dcase_baseline_ae", DcaseBaselineAeFrontend)
 
 
 @asdcore.hookimpl
