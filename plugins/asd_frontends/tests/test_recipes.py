@@ -13,6 +13,7 @@ from asdcore.training import train
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 TRAINED = ["ae", "dis_multispec_scac_trainable", "dis_spec_adacos_fixed", "dis_spec_adacos_fixed_wo_mixup",
            "dis_spec_featex", "dis_spec_scac_fixed", "dis_spec_scac_trainable", "dis_spec_subspaceloss"]
+BASELINE = ["dcase_baseline_ae_mse", "dcase_baseline_ae_mahalanobis"]  # own training loop: run end to end
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_every_recipe_of_this_plugin_is_covered(registry):
     recipes = {p.stem for p in RECIPES.glob("*.yaml")
                if load_config(p, [], registry=registry).config.frontend.name in ours}
     untrained = {"demo", "raw_spec", "raw_spec_dcase2026"}  # run end to end by the core and asd-datasets tests
-    assert recipes - untrained == set(TRAINED)
+    assert recipes - untrained == set(TRAINED) | set(BASELINE)
 
 
 @pytest.mark.parametrize("recipe", TRAINED)
@@ -95,3 +96,22 @@ def test_ae_runs_end_to_end_through_passthrough(registry, tmp_path):
     scores = (root / "seed0" / "pump" / "passthrough" / "anomaly_score_pump_section_00_test.csv").read_text()
     assert len(scores.splitlines()) == 8
     assert "passthrough,all,dev,official," in (root / "seed0" / "summary.csv").read_text()
+
+
+@pytest.mark.parametrize("recipe", BASELINE)
+def test_dcase_baseline_recipe_runs_end_to_end(registry, data_root, tmp_path, recipe):
+    from asdcore.engine import Pipeline
+
+    overrides = [
+        f"dataset={{name: synth, root: {data_root}, machines: [fan, valve], n_train_source: 6, n_train_target: 2, "
+        "n_test: 4, clip_seconds: 5.0}", f"output={tmp_path}", "device=cpu", "frontend.training.epochs=2",
+    ]
+    resolved = load_config(RECIPES / f"{recipe}.yaml", overrides, registry=registry)
+    assert resolved.config.seeds == [13711]
+    root = Pipeline.create(resolved, registry, progress=False).run()
+    assert "passthrough,all,dev,official," in (root / "seed13711" / "summary.csv").read_text()
+    for machine in ("fan", "valve"):
+        log = (root / "seed13711" / "frontend" / machine / "train_log.csv").read_text().splitlines()
+        assert log[0] == "epoch,loss,val_loss,seconds" and len(log) == 3
+        scores = root / "seed13711" / machine / "passthrough" / f"anomaly_score_{machine}_section_00_test.csv"
+        assert len(scores.read_text().splitlines()) == 4
