@@ -230,7 +230,7 @@ class MultiBranchCnnFrontend(TorchFrontend):
         frontend:
           name: multibranch_cnn
           params: {n_ffts: [1024]}            # [256, 1024, 4096] for dis_multispec
-          loss: {name: scac, params: {trainable: true}}
+          loss: {name: scac, params: {k: 16, trainable: true, dynamic: false}}
           augmentations: [{name: mixup, params: {prob: 0.5}}]
           training: {epochs: 16, batch_size: 64, lr: 0.001, scope: shared}
     """

@@ -104,7 +104,7 @@ class BeatsFrontend(LoraFrontend):
         frontend:
           name: beats
           params: {checkpoint: $BEATS_CHECKPOINT}   # BEATs_iter3.pt
-          loss: {name: scac, params: {k: 16, trainable: true}}
+          loss: {name: scac, params: {k: 16, trainable: true, dynamic: false}}
           augmentations: [{name: mixup, params: {prob: 0.5}}]
           training: {epochs: 25, batch_size: 8, lr: 0.0001, warmup_steps: 5000}
     """
@@ -127,7 +127,7 @@ class EatFrontend(LoraFrontend):
         frontend:
           name: eat
           params: {checkpoint: $EAT_CHECKPOINT, drop_path: 0.1}   # EAT-base_epoch10_pt.pt
-          loss: {name: scac, params: {k: 16, trainable: true}}
+          loss: {name: scac, params: {k: 16, trainable: true, dynamic: false}}
           augmentations: [{name: mixup, params: {prob: 0.5}}]
           training: {epochs: 25, batch_size: 8, lr: 0.0001, warmup_steps: 5000}
     """
@@ -258,7 +258,7 @@ class HfEncoderFrontend(LoraFrontend):
         frontend:
           name: hf_encoder
           params: {model: MIT/ast-finetuned-audioset-10-10-0.4593, pooling: cls}
-          loss: {name: scac, params: {k: 16, trainable: true}}
+          loss: {name: scac, params: {k: 16, trainable: true, dynamic: false}}
           training: {epochs: 25, batch_size: 8, lr: 0.0001, warmup_steps: 5000}
     """
 
