@@ -1,6 +1,7 @@
 """Plugin loading and the component tables ``kind -> name -> Entry``."""
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -17,6 +18,10 @@ from .params import validate
 
 GROUP = "asdcore"
 CORE_DISTRIBUTION = "asdcore"
+STRICT_ENV = "ASDCORE_STRICT_PLUGINS"
+# A plugin's code may raise anything, SystemExit included; only these still reach the caller.
+PASS_THROUGH = (KeyboardInterrupt, GeneratorExit)
+log = logging.getLogger("asdcore")
 
 KINDS: dict[str, tuple[str, type]] = {
     "frontends": ("register_frontends", interfaces.Frontend),
@@ -69,9 +74,10 @@ class Registry:
     def __init__(self, entry_points: bool = True, strict: bool | None = None):
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.strict = strict if strict is not None else os.environ.get("ASDCORE_STRICT_PLUGINS") == "1"
+        self.strict = strict if strict is not None else os.environ.get(STRICT_ENV) == "1"
         self.plugins: dict[str, PluginInfo] = {}
         self.errors: list[LoadError] = []
+        self._warned = False
         self._tables: dict[str, dict[str, Entry]] | None = None
         self._conflicts: dict[tuple[str, str], list[Entry]] = {}
         from .default_plugins import DEFAULT_PLUGINS
@@ -105,14 +111,35 @@ class Registry:
             version = ep.dist.version if ep.dist else ""
             try:
                 self.add_plugin(ep.load(), name=ep.name, distribution=dist, version=version)
-            except Exception as exc:
+            except PASS_THROUGH:
+                raise
+            except BaseException as exc:
                 self._record(ep.name, dist, exc)
 
     def _record(self, plugin: str, distribution: str, exc: BaseException, during: str = "import") -> None:
-        error = LoadError(plugin, distribution, f"{type(exc).__name__}: {exc}", during, traceback.format_exc())
+        """Keep a plugin's failure (call inside the ``except``); in strict mode raise it as PluginLoadError."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = LoadError(plugin, distribution, text, during, traceback.format_exc())
         if self.strict:
-            raise PluginLoadError(f"plugin {plugin!r} ({distribution}) failed: {error.error}") from exc
+            raise PluginLoadError(
+                f"plugin {plugin!r} (distribution {distribution}) failed during {during}: {error.error}; "
+                f"fix or uninstall {distribution}, or unset {STRICT_ENV} to skip it and load the other plugins"
+            ) from None
         self.errors.append(error)
+
+    def warn_load_errors(self) -> None:
+        """Log one warning listing the plugins that failed to load or register; later calls stay silent."""
+        if self._tables is None:
+            self._build_tables()  # register hooks run here; their failures belong in the list
+        if self._warned or not self.errors:
+            return
+        self._warned = True
+        lines = [
+            f"  {e.distribution} (entry point {e.plugin}, during {e.during}): {' '.join(e.error.split())}"
+            for e in self.errors
+        ]
+        log.warning("plugins that failed to load (their components are missing; `asdcore plugins` shows details):\n%s",
+                    "\n".join(lines))
 
     def _call_each(self, hook_name: str, make_kwargs: Callable[[PluginInfo], dict]) -> None:
         """Call one hook plugin by plugin, so that what each registers is attributed to it."""
@@ -121,7 +148,9 @@ class Registry:
             kwargs = make_kwargs(info)
             try:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-            except Exception as exc:
+            except PASS_THROUGH:
+                raise
+            except BaseException as exc:
                 self._record(info.name, info.distribution, exc, during=hook_name)
 
     @property
