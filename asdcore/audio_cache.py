@@ -6,6 +6,9 @@ stored as int16 when every value is k/32768 (16-bit PCM files), else as float32.
 
 A cache folder holds ``samples-<identity>.<dtype>``, ``progress.json`` while it is built (resumed from
 there after an interruption) and ``index.json``, written last, once it is complete.
+
+The build notes the silent clips (every sample 0); each process that opens a cache warns once about them
+and about clips tiled more than :data:`~asdcore.audio.MAX_TILES` times to the clip length.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from .audio import warn_tiling
 from .errors import AsdcoreError
 from .identity import listing_digest, relative
 from .interfaces import Clip, Dataset
@@ -33,6 +37,8 @@ INDEX, PROGRESS = "index.json", "progress.json"
 PCM_SCALE = 32768
 SAVE_SECONDS = 2.0  # a build records its progress at least this often
 _CHUNK = 1 << 22  # samples converted at a time when a build switches from int16 to float32
+SILENT_NAMES = 3  # silent clips named in the warning
+_warned: set[Path] = set()  # cache folders whose silent clips this process warned about
 
 
 class AudioCache:
@@ -41,10 +47,11 @@ class AudioCache:
     Pickles without its samples: each process maps the file itself when it first loads a clip.
     """
 
-    def __init__(self, path: Path, dtype: str, index: Mapping[str, tuple[int, int]]):
+    def __init__(self, path: Path, dtype: str, index: Mapping[str, tuple[int, int]], silent: Sequence[str] = ()):
         self.path = Path(path)
         self.dtype = dtype
         self.index = dict(index)
+        self.silent = tuple(silent)  # paths of the clips whose samples are all 0
         self._samples: np.memmap | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -93,17 +100,40 @@ def open_cache(dataset: Dataset, clips: Sequence[Clip], folder: Path, source: Ma
     identity = fingerprint(dict(source), dataset.sample_rate, listing)
     content = None if planned in (None, listing) else planned
     cache = _complete(folder, identity, clips, content)
-    if cache is not None:
-        return cache
-    with _writable(folder):
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder.parent / f"{folder.name}.lock")
-        lock.acquire()
-    try:
-        return (_complete(folder, identity, clips, content)
-                or _build(dataset, clips, folder, identity, progress, load or dataset.load))
-    finally:
-        lock.release()
+    if cache is None:
+        with _writable(folder):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(folder.parent / f"{folder.name}.lock")
+            lock.acquire()
+        try:
+            cache = (_complete(folder, identity, clips, content)
+                     or _build(dataset, clips, folder, identity, progress, load or dataset.load))
+        finally:
+            lock.release()
+    _warn(dataset, clips, cache, folder)
+    return cache
+
+
+def _warn(dataset: Dataset, clips: Sequence[Clip], cache: AudioCache, folder: Path) -> None:
+    """Warn about the clips (of one machine type and split) tiled many times to the clip length, and (once
+    per process) about the silent ones."""
+    if not clips:
+        return
+    machine, split = clips[0].machine, clips[0].split
+    length = dataset.clip_samples_of(machine)
+    for clip in clips:
+        warn_tiling(clip.path, cache.index[str(clip.path)][1], length, dataset.sample_rate)
+    if not cache.silent or folder in _warned:
+        return
+    _warned.add(folder)
+    names = ", ".join(relative(Path(path), dataset.root) for path in cache.silent[:SILENT_NAMES])
+    more = f" and {len(cache.silent) - SILENT_NAMES} more" if len(cache.silent) > SILENT_NAMES else ""
+    if len(cache.silent) == len(clips):
+        log.warning("machine type %s: every %s clip is silent (all samples 0): %s%s; its results mean nothing: "
+                    "check the recordings or leave it out of `dataset.machines`", machine, split, names, more)
+    else:
+        log.warning("%s/%s: %d of %d clips are silent (all samples 0): %s%s; check the recordings or remove them",
+                    machine, split, len(cache.silent), len(clips), names, more)
 
 
 def _complete(folder: Path, identity: str, clips: Sequence[Clip], content: str | None) -> AudioCache | None:
@@ -113,7 +143,8 @@ def _complete(folder: Path, identity: str, clips: Sequence[Clip], content: str |
             or not (folder / index["file"]).is_file()):
         return None
     spans = zip(index["starts"], index["lengths"])
-    return AudioCache(folder / index["file"], index["dtype"], {str(c.path): span for c, span in zip(clips, spans)})
+    return AudioCache(folder / index["file"], index["dtype"], {str(c.path): span for c, span in zip(clips, spans)},
+                      [str(clips[i].path) for i in index.get("silent", [])])
 
 
 def _build(dataset: Dataset, clips: Sequence[Clip], folder: Path, identity: str, progress: bool,
@@ -153,10 +184,12 @@ class _Build:
         self.offset = 0  # bytes of the raw file that hold recorded clips
         self.starts: list[int] = []
         self.lengths: list[int] = []
+        self.silent: list[int] = []  # positions of the clips whose samples are all 0
         state = _read_json(folder / PROGRESS)
         if (state.get("identity"), state.get("content")) == (identity, content) and self._resumable(state):
             self.dtype, self.offset, self.starts, self.lengths = (state["dtype"], state["offset"], state["starts"],
                                                                   state["lengths"])
+            self.silent = state.get("silent", [])
             with open(self.path, "r+b") as f:
                 f.truncate(self.offset)  # drop what was written after the last record
             self.replaced = False
@@ -188,6 +221,8 @@ class _Build:
         self.starts.append(self.offset // data.itemsize)
         self.lengths.append(len(data))
         self.offset += data.nbytes
+        if not wave.any():
+            self.silent.append(len(self.starts) - 1)
 
     def _to_float(self) -> None:
         """Rewrite the samples so far as float32, once a clip that is not 16-bit PCM comes."""
@@ -208,7 +243,7 @@ class _Build:
     def save(self) -> None:
         write_json(self.folder / PROGRESS, {"identity": self.identity, "content": self.content, "dtype": self.dtype,
                                             "clips": len(self.starts), "offset": self.offset, "starts": self.starts,
-                                            "lengths": self.lengths})
+                                            "lengths": self.lengths, "silent": self.silent})
 
     def finish(self, clips: Sequence[Clip], root: Path) -> AudioCache:
         if self.dtype is None:  # no clips
@@ -217,10 +252,11 @@ class _Build:
         self._remove_samples(keep=self.path)  # one left by a build killed while it switched to float32
         write_json(self.folder / INDEX, {"identity": self.identity, "content": self.content, "file": self.path.name,
                                          "dtype": self.dtype, "clips": [relative(c.path, root) for c in clips],
-                                         "starts": self.starts, "lengths": self.lengths})
+                                         "starts": self.starts, "lengths": self.lengths, "silent": self.silent})
         (self.folder / PROGRESS).unlink(missing_ok=True)
         return AudioCache(self.path, self.dtype, {str(c.path): span for c, span in
-                                                  zip(clips, zip(self.starts, self.lengths))})
+                                                  zip(clips, zip(self.starts, self.lengths))},
+                          [str(clips[i].path) for i in self.silent])
 
 
 def _append(path: Path, data: np.ndarray) -> None:

@@ -15,7 +15,7 @@ import pydantic
 import soundfile as sf
 
 import asdcore
-from asdcore.audio import duration, read_audio
+from asdcore.audio import duration, read_audio, warn_tiling
 from asdcore.errors import AudioError, DatasetError
 
 log = logging.getLogger("asdcore")
@@ -127,6 +127,7 @@ class OwnDataset(asdcore.Dataset):
 
             self._note(f"{rate}Hz", f"resampling {rate} Hz files to {self.sample_rate} Hz (first: {clip.path})")
             wave = torchaudio.functional.resample(torch.from_numpy(wave), rate, self.sample_rate).numpy()
+        warn_tiling(clip.path, len(wave), self.clip_samples_of(clip.machine), self.sample_rate)
         return wave
 
     def _note(self, key: str, message: str) -> None:
@@ -170,17 +171,13 @@ def _value(table: dict[str, int], raw: str, what: str, where: str) -> int:
 
 
 def _load(path: Path) -> tuple[np.ndarray, int, int]:
-    """(mono float32 wave, sample rate, channels); mono files get :func:`read_audio`'s checks."""
+    """(mono float32 wave, sample rate, channels), read with :func:`read_audio`'s checks (missing, corrupt,
+    truncated, empty, NaN/infinite) whatever the number of channels."""
     try:
         info = sf.info(str(path))
     except Exception as exc:
         raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    if info.channels == 1:
-        return read_audio(path, info.samplerate), info.samplerate, 1
-    try:
-        wave = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1)
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    if len(wave) == 0 or not np.all(np.isfinite(wave)):
-        raise AudioError(f"{path}: empty audio or NaN/infinite samples")
+    wave = read_audio(path, info.samplerate, info.channels)
+    if info.channels > 1:
+        wave = wave.mean(axis=1)
     return wave, info.samplerate, info.channels

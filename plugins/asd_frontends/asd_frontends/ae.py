@@ -10,6 +10,8 @@ import torchaudio
 from torch import nn
 
 import asdcore
+from asdcore.audio import require_clip_samples
+from asdcore.errors import AudioError
 from asdcore.training import TorchFrontend
 
 LOG_FLOOR = 2.22e-16  # §4a: 20·log10(max(x, 2.22e-16))
@@ -39,6 +41,19 @@ def log_mel_frames(
         raise ValueError(f"{frames.shape[1]} frames are fewer than the {context}-frame context")
     vectors = frames.unfold(1, context, 1)  # [B, T - context + 1, n_mels, context]
     return vectors.transpose(2, 3).flatten(2)
+
+
+def min_samples(hop: int = 512, context: int = 5) -> int:
+    """The fewest samples that give one ``context``-frame vector (centred frames of ``hop``)."""
+    return (context - 1) * hop
+
+
+def long_enough(wave, clip: asdcore.Clip, frontend: str):
+    """``wave``, or AudioError naming ``clip`` when it is too short for one 5-frame vector."""
+    if len(wave) < min_samples():
+        raise AudioError(f"{clip.path}: {len(wave)} samples are fewer than the {min_samples()} that frontend "
+                         f"{frontend!r} needs for one 5-frame vector: leave the clip out or record longer clips")
+    return wave
 
 
 def _dense(n_in: int, n_out: int) -> list[nn.Module]:
@@ -110,6 +125,8 @@ class AeFrontend(TorchFrontend):
     embedding_dim = 8
 
     def build_model(self) -> torch.nn.Module:
+        require_clip_samples("ae", min_samples(), self.clip_samples, self.sample_rate,
+                             "choose a frontend without a 5-frame context (e.g. raw_spec)")
         return AutoEncoder()
 
     @property
@@ -117,7 +134,8 @@ class AeFrontend(TorchFrontend):
         return asdcore.FrontendSpec(embedding_dim=self.embedding_dim, needs_training=True, emits_scores=True)
 
     def training_dataset(self, data) -> torch.utils.data.Dataset:
-        vectors = [log_mel_frames(torch.from_numpy(data.load(clip))[None], self.sample_rate)[0] for clip in data.clips]
+        vectors = [log_mel_frames(torch.from_numpy(long_enough(data.load(clip), clip, "ae"))[None], self.sample_rate)[0]
+                   for clip in data.clips]
         return torch.utils.data.TensorDataset(torch.cat(vectors))
 
     def training_loss(self, batch, loss) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 import pydantic
 
 import asdcore
+from asdcore.audio import require_clip_samples
 from asdcore.training import TorchFrontend
 
 MIN_BINS_OR_FRAMES = 36  # §4b: spectrogram branches must have ≥ 36 bins and frames
@@ -188,6 +189,19 @@ def _stem_and_stages_size(size: int) -> int:
     return size
 
 
+def spectrum_min_samples() -> int:
+    """The shortest clip whose spectrum (L/2+1 values) leaves the spectrum branch's convolutions one output."""
+    length = 1
+    for kernel, stride in reversed(SpectrumBranch.CONVS):
+        length = (length - 1) * stride + kernel
+    return 2 * (length - 1)
+
+
+def spectrogram_min_samples(n_fft: int) -> int:
+    """The shortest clip giving a spectrogram branch of ``n_fft`` its ``MIN_BINS_OR_FRAMES`` frames."""
+    return (MIN_BINS_OR_FRAMES - 1) * (n_fft // 2)
+
+
 class MultiBranchNet(nn.Module):
     """Spectrum branch followed by one spectrogram branch per ``n_ffts`` entry (§4b).
 
@@ -240,6 +254,12 @@ class MultiBranchCnnFrontend(TorchFrontend):
         emb_per_branch: int = pydantic.Field(128, ge=1)
 
     def build_model(self) -> torch.nn.Module:
+        spectrum = spectrum_min_samples()
+        spectrogram = max(map(spectrogram_min_samples, self.params.n_ffts), default=0)
+        remedy = ("use smaller `frontend.params.n_ffts`" if spectrogram > spectrum else
+                  f"choose another frontend (its spectrum branch needs {spectrum} samples whatever its params)")
+        require_clip_samples("multibranch_cnn", max(spectrum, spectrogram), self.clip_samples, self.sample_rate,
+                             remedy)
         try:
             return MultiBranchNet(self.clip_samples, tuple(self.params.n_ffts), self.sample_rate,
                                   self.params.emb_per_branch)
