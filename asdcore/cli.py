@@ -1,38 +1,62 @@
 """The ``asdcore`` command line (click). Library errors become clean messages here."""
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from .errors import AsdcoreError
+from .errors import EXIT_CODES, INTERRUPTED, AsdcoreError, translate
 from .plots import plot_command
 from .registry import get_registry
 
 
-def _friendly(func):
-    """Turn asdcore errors into click errors (message, exit code 1, no traceback)."""
+class _Cli(click.Group):
+    """The command group whose commands, plugins' included, share one error path: every error a user can
+    cause or meet ends in one message naming the file or key, the cause and what to do, with the exit code of
+    its kind (:data:`asdcore.errors.EXIT_CODES`); ``--debug`` or ``ASDCORE_DEBUG=1`` adds the traceback."""
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return func(*args, **kwargs)
-        except AsdcoreError as exc:
-            raise click.ClickException(str(exc)) from None
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            _show_traceback()
+            click.echo("\ninterrupted — rerun the same command to resume (finished work is kept)", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+        except Exception as exc:
+            known = translate(exc)
+            if known is None:
+                raise
+            _show_traceback()
+            error = click.ClickException(str(known))
+            error.exit_code = known.exit_code
+            raise error from None
 
-    return wrapper
+
+def _debug() -> bool:
+    return os.environ.get("ASDCORE_DEBUG", "") not in ("", "0")
 
 
-@click.group()
+def _show_traceback() -> None:
+    if _debug():
+        traceback.print_exc()
+
+
+@click.group(cls=_Cli, epilog="Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()))
 @click.version_option(package_name="asdcore")
 @click.option("-q", "--quiet", is_flag=True, help="Only print warnings and errors.")
-def cli(quiet: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (also ASDCORE_DEBUG=1).")
+def cli(quiet: bool, debug: bool) -> None:
     """Anomalous sound detection: train, extract, score and evaluate as the DCASE challenge does."""
+    if debug:
+        os.environ["ASDCORE_DEBUG"] = "1"
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING if quiet else logging.INFO)  # units still log INFO to their own log files
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
@@ -56,15 +80,19 @@ def _pipeline_command(stages: tuple[str, ...], help_text: str):
                        "whose times cannot be trusted).")
     @_executor_option
     @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-    @_friendly
     def command(pipeline: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
                 verify_content: bool, executor: str | None, no_progress: bool) -> None:
         from .config import load_config
         from .distributed import is_main
         from .engine import Pipeline
 
+        get_registry().warn_load_errors()
         resolved = load_config(pipeline, list(overrides), seeds, executor=executor)
         runner = Pipeline.create(resolved, progress=not no_progress)
+        if stages == ("train",) and not runner.context.trains:
+            click.echo(f"frontend {resolved.config.frontend.name!r} is not trained: nothing to train; "
+                       "`asdcore run` extracts, scores and evaluates")
+            return
         if dry_run:
             click.echo("\n".join(runner.explain(stages, force=force, verify_content=verify_content)))
             return
@@ -105,11 +133,12 @@ _evaluate_stage = _pipeline_command(("evaluate",), "")
 @click.option("--allow-partial", is_flag=True,
               help="Score a submission that lacks machine types or sections of the ground truth (said in the report).")
 @click.pass_context
-@_friendly
 def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_name, scores, ground_truth,
                      json_path, allow_partial) -> None:
     """Stage 4 of PIPELINE (official scores per run, table across seeds), or, with --scores,
     the official scores of any submission in the official DCASE formats."""
+    if scores is not None and pipeline is not None:
+        raise click.UsageError("give either a PIPELINE file or --scores DIR, not both")
     if scores is None:
         if pipeline is None:
             raise click.UsageError("give a PIPELINE file, or --scores DIR with --year")
@@ -163,13 +192,13 @@ def _submission_report(result: dict) -> str:
 @click.option("--verify-content", is_flag=True, help="Identify audio files by content hash (see `asdcore run`).")
 @_executor_option
 @click.option("--no-progress", is_flag=True, help="Hide the progress display.")
-@_friendly
 def grid_command(grid_file: Path, overrides: tuple[str, ...], seeds: str | None, force: bool, dry_run: bool,
                  verify_content: bool, executor: str | None, no_progress: bool) -> None:
     """Run GRID_FILE: recipes × datasets × seeds as one plan on one executor, then print the overview
     table (per recipe and backend, each dataset subset's mean ± std over seeds, hmean and amean)."""
     from .grid import load_grid
 
+    get_registry().warn_load_errors()
     grid = load_grid(grid_file, list(overrides), seeds, executor, progress=not no_progress)
     if dry_run:
         click.echo("\n".join(grid.explain(force=force, verify_content=verify_content)))
@@ -189,7 +218,6 @@ def grid_command(grid_file: Path, overrides: tuple[str, ...], seeds: str | None,
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write overview.csv/overview.md (default: PATH if one, else the paths' common "
                    "parent folder, else the current folder).")
-@_friendly
 def table_command(paths: tuple[Path, ...], metric: str, output: Path | None) -> None:
     """Results across runs: one row per pipeline and backend, one column per dataset subset (mean ± std over
     seeds), then harmonic and arithmetic mean. PATHS: output roots, pipeline, dataset or seed folders."""
@@ -220,7 +248,6 @@ def table_command(paths: tuple[Path, ...], metric: str, output: Path | None) -> 
 @click.option("--id", "result_id", default=None, help="Result folder (backend column) of the ensemble [the rule].")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output root [the members' output root].")
-@_friendly
 def ensemble_command(members: tuple[str, ...], seeds_of: Path | None, rule: str, name: str | None,
                      result_id: str | None, output: Path | None) -> None:
     """Combine the score files of several runs, backends or seeds per machine type (mean, mean_z, min_z or
@@ -265,9 +292,27 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"  {where}{error['error']}")
 
 
+@cli.command("recipes")
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def recipes_command(folder: Path | None) -> None:
+    """List the recipes (pipeline and grid files) of FOLDER with the first line of each one's description.
+    FOLDER: default ./recipes, else the recipes shipped with asdcore's source tree."""
+    from .recipes import describe_recipes, recipes_folder
+
+    click.echo(describe_recipes(folder or recipes_folder()))
+
+
 cli.add_command(plot_command)
 
 
 def main() -> None:
-    get_registry().add_commands(cli)
+    """The ``asdcore`` program: plugins' commands added, then the command line (:class:`_Cli`)."""
+    try:
+        get_registry().add_commands(cli)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except AsdcoreError as exc:  # a plugin failed under ASDCORE_STRICT_PLUGINS=1
+        _show_traceback()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     cli(prog_name="asdcore")

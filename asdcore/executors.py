@@ -16,7 +16,7 @@ from filelock import FileLock
 
 from . import distributed
 from .context import context_for
-from .errors import AsdcoreError, UnitsFailedError
+from .errors import UnitsFailedError, describe, exit_code
 from .interfaces import BLOCKED, DONE, FAILED, SKIPPED, Executor, Job, Outcome
 from .plan import Unit, upstream_runs
 from .reductions import RUNNERS as REDUCTIONS
@@ -67,11 +67,11 @@ def perform(unit: Unit, force: bool = False) -> Outcome:
             unit.record.write(unit.key, unit.inputs, artifacts, upstream_runs(unit))
         return Outcome(DONE, time.perf_counter() - started, reason, log=str(unit.log))
     except Exception as exc:
-        error = _describe(exc)
+        error = describe(exc)
         log.error("%s failed: %s", unit.id, error)
         if handler is not None:
             handler.stream.write(traceback.format_exc())
-        return Outcome(FAILED, time.perf_counter() - started, reason, error, str(unit.log))
+        return Outcome(FAILED, time.perf_counter() - started, reason, error, str(unit.log), exit_code(exc))
     finally:
         if handler is not None:
             log.removeHandler(handler)
@@ -108,13 +108,9 @@ def _follow(unit: Unit) -> Outcome:
     try:
         RUNNERS["train"](unit, context_for(unit.config, unit.config_key))
     except Exception as exc:
-        return Outcome(FAILED, time.perf_counter() - started, error=f"rank {distributed.rank()}: {_describe(exc)}")
+        return Outcome(FAILED, time.perf_counter() - started, error=f"rank {distributed.rank()}: {describe(exc)}",
+                       exit_code=exit_code(exc))
     return Outcome(DONE, time.perf_counter() - started)
-
-
-def _describe(exc: Exception) -> str:
-    """An error's message: ours as it is, others with their type."""
-    return str(exc) if isinstance(exc, AsdcoreError) else f"{type(exc).__name__}: {exc}"
 
 
 def execute(units: Sequence[Unit], reasons: Mapping[str, str | None], executor: Executor, force: bool = False,

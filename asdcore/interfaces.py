@@ -388,13 +388,15 @@ DONE, SKIPPED, FAILED, BLOCKED = "done", "skipped", "failed", "blocked"
 @dataclass(frozen=True)
 class Outcome:
     """What became of a unit: ``done`` (executed), ``skipped`` (up to date), ``failed`` (``error`` says why,
-    ``log`` is its log file) or ``blocked`` (not run: an upstream unit failed); ``seconds`` it ran."""
+    ``log`` is its log file, ``exit_code`` is the kind of error as in :data:`asdcore.errors.EXIT_CODES`) or
+    ``blocked`` (not run: an upstream unit failed); ``seconds`` it ran."""
 
     status: str
     seconds: float = 0.0
     reason: str | None = None
     error: str | None = None
     log: str | None = None
+    exit_code: int = 1
 
 
 Job = Callable[["Unit"], Outcome]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ArtifactError, suggest
+from .errors import ArtifactError, ConfigError, suggest
 from .metrics import amean, hmean
 from .store import write_text
 from .table import ALL, read_summary
@@ -107,7 +107,7 @@ def overview(rows: Iterable[Row], metric: str = "official") -> Overview:
              for recipe, columns in values.items() if columns}
     if not cells:
         available = sorted({row.metric for row in rows})
-        raise ArtifactError(
+        raise ConfigError(
             f"metric {metric!r} is in none of the summaries; available: {', '.join(available)}."
             + suggest(metric, available)
         )

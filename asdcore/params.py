@@ -25,7 +25,8 @@ def validate(model: type[P], data: Any, path: str) -> P:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError("\n".join(_describe(model, err, path) for err in exc.errors())) from None
+        errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")  # misspelt keys first
+        raise ConfigError("\n".join(_describe(model, err, path) for err in errors)) from None
 
 
 def _describe(model: type[pydantic.BaseModel], err: dict, path: str) -> str:
@@ -35,9 +36,14 @@ def _describe(model: type[pydantic.BaseModel], err: dict, path: str) -> str:
         allowed = _allowed_keys(model, err["loc"][:-1])
         name = str(err["loc"][-1])
         return f"{key}: unknown key {name!r}; allowed keys: {', '.join(allowed) or '(none)'}.{suggest(name, allowed)}"
-    if err["type"] == "literal_error":
-        return f"{key}: {err['msg']} (got {err.get('input')!r})"
-    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+    if err["type"] == "missing":
+        return f"{key}: required key missing"
+    return f"{key}: {err['msg']} (got {_short(err.get('input'))})"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple) -> list[str]:

@@ -25,6 +25,10 @@ def summary(unit: Unit, ctx: Context) -> list[str]:
         results[bid] = (evaluations, scorer.aggregate(evaluations))
     write_summary(unit.directory / "summary.csv", results)
     for bid, (_, aggregate) in results.items():
+        if not aggregate:
+            log.warning("seed %d: %s: no labelled test clips, so no official score; the score files are written "
+                        "(evaluate them with `asdcore evaluate --scores` once the ground truth is known)", seed, bid)
+            continue
         scores = ", ".join(f"{subset} {100 * stats['official']:.2f}%" for subset, stats in aggregate.items())
         log.info("seed %d: %s official score: %s", seed, bid, scores)
         incomplete = [subset for subset, stats in aggregate.items() if not stats.get("complete", 1.0)

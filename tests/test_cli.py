@@ -25,7 +25,7 @@ def test_run_prints_table_and_stage_verbs_work(registry, toy_root, tmp_path):
 def test_config_errors_are_clean_messages(registry, toy_root, tmp_path):
     path = write_pipeline(tmp_path, toy_root)
     result = CliRunner().invoke(cli, ["run", str(path), "--set", "backends.0.name=knnn"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Error: backends.0.name: unknown backend 'knnn'; registered backends: distance" in result.output
     assert "Traceback" not in result.output
 
@@ -42,7 +42,7 @@ def test_table_across_run_folders(registry, toy_root, tmp_path):
     result = CliRunner().invoke(cli, ["table", str(root)])
     assert "over 3 seed(s)" in result.output and (root / "overview.md").exists()
     missing = CliRunner().invoke(cli, ["table", str(tmp_path)])
-    assert missing.exit_code == 1 and "no summary.csv" in missing.output
+    assert missing.exit_code == 5 and "no summary.csv" in missing.output
 
 
 def test_plugins_command_lists_in_test_plugins(registry):

@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from asdcore.cli import cli
-from asdcore.errors import ArtifactError
+from asdcore.errors import ArtifactError, ConfigError
 from asdcore.overview import collect, overview, write_overview
 
 HEADER = "| pipeline / backend | dcase2020 dev | dcase2020 eval | dcase2023 dev | dcase2023 eval | hmean | amean |"
@@ -111,7 +111,7 @@ def test_errors_name_the_path_and_metric(root, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtifactError, match="empty: no summary.csv"):
         collect([root, tmp_path / "empty"])
-    with pytest.raises(ArtifactError, match="metric 's_aux' is in none of the summaries.*Did you mean 's_auc'"):
+    with pytest.raises(ConfigError, match="metric 's_aux' is in none of the summaries.*Did you mean 's_auc'"):
         overview(collect([root]), "s_aux")
 
 
@@ -128,7 +128,7 @@ def test_cli(root, tmp_path):
 
     (tmp_path / "empty").mkdir()
     missing = runner.invoke(cli, ["table", str(tmp_path / "empty")])
-    assert missing.exit_code == 1 and f"Error: {tmp_path / 'empty'}: no summary.csv" in missing.output
+    assert missing.exit_code == 5 and f"Error: {tmp_path / 'empty'}: no summary.csv" in missing.output
     unknown = runner.invoke(cli, ["table", str(root), "--metric", "nope"])
-    assert unknown.exit_code == 1 and "Error: metric 'nope' is in none of the summaries" in unknown.output
+    assert unknown.exit_code == 2 and "Error: metric 'nope' is in none of the summaries" in unknown.output
     assert "Traceback" not in missing.output + unknown.output

@@ -88,9 +88,9 @@ def test_killed_demo_resumes_to_identical_results(tmp_path):
 def test_bad_inputs_give_clear_errors(tmp_path):
     missing = asdcore("run", "recipes/demo.yaml", "--set", "dataset.generate=false",
                       "--set", f"dataset.root={tmp_path / 'none'}", "--set", f"output={tmp_path}")
-    assert missing.returncode == 1 and f"dataset root '{tmp_path / 'none'}' does not exist" in missing.stderr
+    assert missing.returncode == 3 and f"dataset root '{tmp_path / 'none'}' does not exist" in missing.stderr
     typo = asdcore("run", "recipes/demo.yaml", "--set", "frontend.name=raw_specc")
-    assert typo.returncode == 1
+    assert typo.returncode == 2
     assert "frontend.name: unknown frontend 'raw_specc'; registered frontends: ae, " in typo.stderr
     assert "multibranch_cnn, " in typo.stderr and "raw_spec. Did you mean 'raw_spec'?" in typo.stderr
 

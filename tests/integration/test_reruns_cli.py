@@ -109,7 +109,7 @@ def test_generated_data_with_other_parameters(tmp_path):
     assert asdcore("run", "recipes/demo.yaml", *small, "--set", "dataset.clip_seconds=1.0").returncode == 0
     other = [*small, "--set", "dataset.seed=5", "--set", "dataset.clip_seconds=2.0"]
     result = asdcore("run", "recipes/demo.yaml", *other)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "clip_seconds: recorded 1.0, requested 2.0" in result.stderr and "seed: recorded 0, requested 5" in result.stderr
     forced = asdcore("run", "recipes/demo.yaml", *other, "--force")
     assert forced.returncode == 0, forced.stderr

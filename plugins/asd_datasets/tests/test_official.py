@@ -556,7 +556,7 @@ def test_cli_bad_submission_is_a_clean_error(registry, tmp_path):
     edit(score_file, lambda lines: lines + lines[:1])
     result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores),
                                       "--ground-truth", str(gt)])
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # a score file that cannot be read
     assert "Error:" in result.output and str(score_file) in result.output
     assert "Traceback" not in result.output
 
@@ -571,7 +571,7 @@ def test_cli_scores_without_year_is_a_usage_error(registry, tmp_path):
 def test_cli_unknown_year_is_a_clean_error(registry, tmp_path):
     scores, _ = write_tree(2023, year_clips(2023), tmp_path)
     result = CliRunner().invoke(cli, ["evaluate", "--year", "2019", "--scores", str(scores)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unknown scorer
     assert "Error:" in result.output and "dcase2019" in result.output and "Traceback" not in result.output
 
 
@@ -651,7 +651,7 @@ def test_partial_official_score_is_the_mean_over_the_machines_present(registry, 
 def test_cli_missing_groups_without_allow_partial(registry, tmp_path):
     _, scores, _, _ = partial_tree(tmp_path, "2023 dev")
     result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores)])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 5 and "Traceback" not in result.output
     assert "Error:" in result.output and "gearbox section 00, valve section 00; --allow-partial" in result.output
 
 
