@@ -69,6 +69,9 @@ class FusionConfig(Params):
     alpha: float = pydantic.Field(0.5, ge=0, le=1)
 
 
+NOT_IN_IDENTITY = ("epochs", "num_workers", "keep_checkpoints")  # training keys a checkpoint may continue under
+
+
 class TrainingConfig(Params):
     epochs: int = pydantic.Field(16, ge=1)
     batch_size: int = pydantic.Field(64, ge=1)
@@ -84,6 +87,7 @@ class TrainingConfig(Params):
     tf32: bool = True
     gradient_clip_norm: float | None = pydantic.Field(None, gt=0)
     accumulate_grad_batches: int = pydantic.Field(1, ge=1)
+    keep_checkpoints: bool = False  # keep work/checkpoint.pt after the training finished (not an input)
 
     _precision = pydantic.field_validator("precision", mode="before")(lambda value: _precision_text(value))
 

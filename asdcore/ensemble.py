@@ -150,10 +150,10 @@ def _write_machine(context: Context, scorer, members: Sequence[Member], rule: st
                       section=[c.section for c in clips], domain=[c.domain for c in clips],
                       is_anomaly=[c.is_anomaly for c in clips], attribute=[c.attribute for c in clips])
     groups = scorer.groups(machine, test)
-    train_names = list(read_table(members[0].directory(machine) / TRAIN_SCORES))
+    train_names = list(read_table(members[0].directory(machine) / TRAIN_SCORES, written=True))
     index = {TRAIN_KEY: np.arange(len(train_names))}
-    test_scores = [read_groups(m.directory(machine), SCORES, groups, test.names) for m in members]
-    train_scores = [read_groups(m.directory(machine), SCORES, index, train_names) for m in members]
+    test_scores = [read_groups(m.directory(machine), SCORES, groups, test.names, written=True) for m in members]
+    train_scores = [read_groups(m.directory(machine), SCORES, index, train_names, written=True) for m in members]
     combined_test, combined_train = combine(rule, test_scores, train_scores, weights)
     shutil.rmtree(directory, ignore_errors=True)
     write_groups(directory, SCORES, groups, test.names, combined_test)

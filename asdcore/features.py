@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from .errors import ArtifactError
-from .store import atomic_path
+from .store import atomic_path, unreadable
 
 _STR = h5py.string_dtype("utf-8")
 SHARED = "shared"  # <run>/shared/<machine>/features.h5: features of untrained frontends, one set for all seeds
@@ -97,15 +97,16 @@ def save_features(path: Path, splits: dict[str, FeatureSet], views: Sequence[str
 
 
 def load_features(path: Path, split: str, view: str | None = None) -> FeatureSet:
-    """One split of ``features.h5``: of its first view, or of ``view``."""
+    """One split of ``features.h5``: of its first view, or of ``view``. A file that cannot be read (missing,
+    truncated, overwritten) is an :class:`ArtifactError` saying how to redo it."""
     try:
         with h5py.File(path, "r") as f:
             views = [v.decode() if isinstance(v, bytes) else str(v) for v in f.attrs.get("views", [])]
             if view is not None and views and view not in views:
                 raise ArtifactError(f"{path}: no {view!r} view (views: {', '.join(views)}); extract it first")
             return FeatureSet.from_group(f[group_name(split, view, views) if view and views else split])
-    except (OSError, KeyError) as exc:
-        raise ArtifactError(f"{path}: cannot read split {split!r} ({exc})") from None
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # what h5py raises on a damaged file
+        raise unreadable(path, exc, f"split {split!r}") from None
 
 
 def load_view(path: Path, split: str, view: str, alpha: float | None = None) -> FeatureSet:

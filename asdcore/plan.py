@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import NOT_IN_IDENTITY
 from .context import BACKEND_SEED, SHARED, Context
 from .identity import Record, files_digest, key_of, listing_digest, relative
 from .registry import CORE_DISTRIBUTION
@@ -174,7 +175,7 @@ class Planner:
     def _train(self, seed: int, name: str, machines: list[str]) -> Unit:
         ctx = self.ctx
         fe = ctx.config["frontend"]
-        training = {k: v for k, v in fe["training"].items() if k not in ("epochs", "num_workers")}
+        training = {k: v for k, v in fe["training"].items() if k not in NOT_IN_IDENTITY}
         epochs = fe["training"]["epochs"]  # apart: a checkpoint of the same identity but epochs may continue
         inputs = {
             "frontend": {"name": fe["name"], "params": fe["params"]}, "loss": fe["loss"],

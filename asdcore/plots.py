@@ -83,7 +83,7 @@ def read_backend_scores(backend_dir: Path, test: FeatureSet) -> np.ndarray:
         raise ArtifactError(f"{backend_dir}: test clips share file names, so scores cannot be joined by name")
     scores = np.full(len(test), np.nan)
     for path in score_files(backend_dir):
-        table = read_table(path)
+        table = read_table(path, written=True)
         unknown = sorted(set(table) - set(index))
         if unknown:
             raise ArtifactError(f"{path}: file names that are not test clips of this machine type: {few(unknown)}")

@@ -7,7 +7,8 @@ device, ``precision`` 32 / bf16-mixed / 16-mixed (losses always in float32), ``d
 data-parallel processes (DDP) with the same global batches as one process, ``compile``, gradient
 clipping and accumulation, a checkpoint after every epoch (model, loss, optimiser, schedule and the
 CPU and CUDA random states of every process), resume from the last one, a CSV-ready log per epoch
-(and TensorBoard when installed), progress bars.
+(and TensorBoard when installed), progress bars. Checkpoints and models are written by
+:func:`save_artifact` and read by :func:`load_artifact` (a full disk, a damaged file: clear errors).
 """
 from __future__ import annotations
 
@@ -22,12 +23,29 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .audio import fit_length
+from .config import NOT_IN_IDENTITY
 from .errors import AsdcoreError, ConfigError
 from .interfaces import Frontend, FrontendOutput, FrontendSpec, TrainData
-from .store import atomic_path, fingerprint
+from .store import atomic_path, fingerprint, unreadable
 
 log = logging.getLogger("asdcore")
 CHECKPOINT = "checkpoint.pt"
+
+
+def save_artifact(obj, path: Path) -> None:
+    """``torch.save`` of a checkpoint or model, atomically: a full disk or quota is an error naming ``path``
+    (:func:`asdcore.store.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_artifact(path: Path, device: torch.device | str, weights_only: bool = True):
+    """``torch.load`` of a checkpoint or model the pipeline wrote; a file it cannot load (truncated,
+    overwritten, missing) is an :class:`~asdcore.errors.ArtifactError` saying how to redo it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=weights_only)
+    except Exception as exc:  # torch.load raises RuntimeError, EOFError, KeyError, UnpicklingError, ... on bad files
+        raise unreadable(path, exc) from None
 
 
 class TorchFrontend(Frontend):
@@ -83,12 +101,10 @@ class TorchFrontend(Frontend):
         self.model.load_state_dict(state)
 
     def save(self, directory: Path) -> None:
-        with atomic_path(Path(directory) / "model.pt") as tmp:
-            torch.save(self.checkpoint_state(), tmp)
+        save_artifact(self.checkpoint_state(), Path(directory) / "model.pt")
 
     def load(self, directory: Path) -> None:
-        state = torch.load(Path(directory) / "model.pt", map_location=self.device, weights_only=True)
-        self.restore_checkpoint_state(state)
+        self.restore_checkpoint_state(load_artifact(Path(directory) / "model.pt", self.device))
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -207,7 +223,7 @@ def train(frontend: TorchFrontend, data: TrainData) -> None:
     if rank:  # every process augments its own clips with its own draws
         torch.manual_seed(int(fingerprint(data.seed, rank), 16))
     dataset = frontend.training_dataset(data)
-    identity = fingerprint(data.identity, {k: v for k, v in cfg.model_dump().items() if k != "epochs"}, data.seed,
+    identity = fingerprint(data.identity, cfg.model_dump(exclude=set(NOT_IN_IDENTITY)), data.seed,
                            len(dataset), type(frontend).__name__, frontend.params.model_dump(),
                            None if loss is None else [type(loss).__name__, loss.params.model_dump()])
     raw = frontend.model
@@ -352,14 +368,13 @@ def _save(path, identity, epoch, frontend, loss, optimizer, schedule, random_sta
         "loss": loss.state_dict() if loss is not None else None, "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(), "random": random_states, "log": list(rows),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_artifact(state, path)
 
 
 def _resume(path, identity, frontend, loss, optimizer, schedule, data: TrainData, rank: int) -> int:
     if not path.exists():
         return 0
-    state = torch.load(path, map_location=data.device, weights_only=False)
+    state = load_artifact(path, data.device, weights_only=False)
     if state.get("identity") != identity:
         log.info("checkpoint %s belongs to other training inputs; starting afresh", path)
         return 0

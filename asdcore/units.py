@@ -29,7 +29,8 @@ from .features import FeatureSet, group_name, load_features, load_view, save_fea
 from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, Scorer, TrainData
 from .metrics import gamma_threshold
 from .plan import Unit
-from .store import write_json, write_text
+from .scoring import backend_warnings
+from .store import unreadable, write_json, write_text
 from .submission import DECISIONS, SCORES, TRAIN_KEY, read_groups, read_table, write_groups
 
 log = logging.getLogger("asdcore")
@@ -63,6 +64,10 @@ def train(unit: Unit, ctx: Context) -> list[str]:
     _save_model(frontend, unit.directory / "model")
     write_csv(unit.directory / "train_log.csv", data.log)
     write_text(unit.directory / "config.yaml", yaml.safe_dump(ctx.config, sort_keys=False))
+    if not cfg.training.keep_checkpoints:
+        shutil.rmtree(work, ignore_errors=True)
+        log.info("training finished: removed its checkpoints (%s); frontend.training.keep_checkpoints: true keeps "
+                 "them", work)
     return ["model", "train_log.csv", "config.yaml"]
 
 
@@ -175,8 +180,9 @@ def score(unit: Unit, ctx: Context) -> list[str]:
     features_path = ctx.features_path(seed, machine)
     features = {s: load_view(features_path, s, view["view"], view["alpha"]) for s in ("train", "test")}
     backend = ctx.registry.create("backends", name, params=params, path=f"backends.{bid}.params", seed=BACKEND_SEED)
-    backend.fit(features["train"])
-    scores = {"test": backend.score(features["test"]), "train": backend.train_scores(features["train"])}
+    with backend_warnings(machine, bid):
+        backend.fit(features["train"])
+        scores = {"test": backend.score(features["test"]), "train": backend.train_scores(features["train"])}
     for split, values in scores.items():
         scores[split] = _checked_scores(values, len(features[split]), f"backend {bid!r} on {machine} ({split})")
     return _write_scores(unit, ctx, machine, features["test"], features["train"], scores)
@@ -203,11 +209,13 @@ def fuse(unit: Unit, ctx: Context) -> list[str]:
     train_groups = {TRAIN_KEY: np.arange(len(features["train"]))}
     members = [ctx.backend_dir(seed, machine, member) for member in (fusion.near, fusion.far)]
     try:
-        test, train = combine("mean_z", [read_groups(d, SCORES, groups, features["test"].names) for d in members],
-                              [read_groups(d, SCORES, train_groups, features["train"].names) for d in members],
+        test, train = combine("mean_z", [read_groups(d, SCORES, groups, features["test"].names, written=True)
+                                         for d in members],
+                              [read_groups(d, SCORES, train_groups, features["train"].names, written=True)
+                               for d in members],
                               [fusion.alpha, 1.0 - fusion.alpha])
     except ArtifactError as exc:
-        raise AsdcoreError(f"fusion {fid!r} on {machine}: {exc}") from None
+        raise ArtifactError(f"fusion {fid!r} on {machine}: {exc}") from None
     return _write_scores(unit, ctx, machine, features["test"], features["train"], {"test": test, "train": train})
 
 
@@ -237,13 +245,13 @@ def evaluate_scores(directory: Path, scorer: Scorer, machine: str, test: Feature
     groups = scorer.groups(machine, test)
     for stale in ("evaluation.csv", EVALUATION_JSON):
         (directory / stale).unlink(missing_ok=True)
-    train_scores = np.array(list(read_table(directory / TRAIN_SCORES).values()))
+    train_scores = np.array(list(read_table(directory / TRAIN_SCORES, written=True).values()))
     threshold = gamma_threshold(train_scores, percentile)
     write_json(directory / "threshold.json", threshold)
-    scores = read_groups(directory, SCORES, groups, test.names)
+    scores = read_groups(directory, SCORES, groups, test.names, written=True)
     written = ["threshold.json", *write_groups(directory, DECISIONS, groups, test.names,
                                                (scores > threshold["threshold"]).astype(int))]
-    decisions = read_groups(directory, DECISIONS, groups, test.names)
+    decisions = read_groups(directory, DECISIONS, groups, test.names, written=True)
     labelled = test.is_anomaly != UNKNOWN
     if not labelled.any():
         log.info("%s: %s has no labelled test clips: scores and decisions written, not evaluated", where, machine)
@@ -262,10 +270,14 @@ def _evaluation_data(evaluation: Evaluation) -> dict:
 
 
 def read_evaluation(path: Path) -> Evaluation:
-    """The :class:`Evaluation` an evaluate unit stored."""
-    data = json.loads(Path(path).read_text())
-    return Evaluation(data["machine"], [tuple(m) for m in data["metrics"]], data["official"], data["pooled"],
-                      {k: (np.asarray(y), np.asarray(s, dtype=np.float64)) for k, (y, s) in data["clips"].items()})
+    """The :class:`Evaluation` an evaluate unit stored; a damaged file is an :class:`ArtifactError` saying how
+    to redo it."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return Evaluation(data["machine"], [tuple(m) for m in data["metrics"]], data["official"], data["pooled"],
+                          {k: (np.asarray(y), np.asarray(s, dtype=np.float64)) for k, (y, s) in data["clips"].items()})
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or not an evaluation's
+        raise unreadable(path, exc) from None
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -264,6 +264,7 @@ def test_force_retrains_from_scratch(registry, toy_root, tmp_path):
     config = toy_plugin.pipeline(toy_root, tmp_path, seeds=[0], frontend={"name": "centred", "training": {"epochs": 1}})
     root = run(registry, config)
     stale = root / "seed0" / "frontend" / "shared" / "work" / "checkpoint.pt"
+    stale.parent.mkdir(exist_ok=True)
     stale.write_text("a checkpoint from an earlier training")
     toy_plugin.CALLS.clear()
     run(registry, config, force=True)

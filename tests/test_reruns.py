@@ -214,7 +214,8 @@ def test_loss_augmentation_and_training_params(registry, data, tmp_path, change)
 
 def test_epochs_lowered_retrains_and_raised_continues(registry, data, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asdcore")
-    frontend = {"name": "tiny", "loss": {"name": "softmax"}, "training": {"epochs": 3, "batch_size": 8, "lr": 0.05}}
+    frontend = {"name": "tiny", "loss": {"name": "softmax"}, "training": {"epochs": 3, "batch_size": 8, "lr": 0.05,
+                                                                     "keep_checkpoints": True}}
     config = toy_plugin.pipeline(data, tmp_path / "out", frontend=frontend, seeds=[0])
     rerun(registry, config)
     log = tmp_path / "out/toyrun/toy/seed0/frontend/shared/train_log.csv"
@@ -240,7 +241,8 @@ def test_epochs_lowered_retrains_and_raised_continues(registry, data, tmp_path, 
 def test_another_dataset_root_retrains_from_scratch(registry, data, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="asdcore")
     other = toy_plugin.make_data(tmp_path / "other", seed=5)
-    frontend = {"name": "tiny", "loss": {"name": "softmax"}, "training": {"epochs": 2, "batch_size": 8}}
+    frontend = {"name": "tiny", "loss": {"name": "softmax"},
+                "training": {"epochs": 2, "batch_size": 8, "keep_checkpoints": True}}
     config = toy_plugin.pipeline(data, tmp_path / "out", frontend=frontend, seeds=[0])
     rerun(registry, config)
     config["dataset"] = {"name": "toy", "root": str(other)}

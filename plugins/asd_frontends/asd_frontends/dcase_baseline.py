@@ -13,9 +13,12 @@ import torchaudio
 from torch import nn
 
 import asdcore
-from asdcore.store import atomic_path, fingerprint
+from asdcore.audio import require_clip_samples
+from asdcore.config import NOT_IN_IDENTITY
+from asdcore.store import fingerprint
+from asdcore.training import load_artifact, save_artifact
 
-from .ae import AutoEncoder
+from .ae import AutoEncoder, long_enough, min_samples
 
 EPSILON = float(np.finfo(np.float64).eps)  # floor of the log: float64 machine epsilon
 N_MELS, FRAMES = 128, 5
@@ -156,6 +159,8 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
 
     def __init__(self, params: Params, **context):
         super().__init__(params, **context)
+        require_clip_samples("dcase_baseline_ae", min_samples(), self.clip_samples, self.sample_rate,
+                             "choose a frontend without a 5-frame context (e.g. raw_spec)")
         self.features = LogMelVectors(self.sample_rate).to(self.device)
         self.model = BaselineAutoEncoder().to(self.device)
 
@@ -172,7 +177,7 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
         train_index, valid_index = split_vectors(len(vectors), data.seed)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         path = Path(data.workdir) / CHECKPOINT
-        identity = fingerprint(data.identity, cfg.model_dump(exclude={"epochs"}), data.seed, len(vectors),
+        identity = fingerprint(data.identity, cfg.model_dump(exclude=set(NOT_IN_IDENTITY)), data.seed, len(vectors),
                                type(self).__name__, self.params.model_dump())
         start = self._resume(path, identity, optimizer, data)
         for epoch in range(start, cfg.epochs):
@@ -189,7 +194,7 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
         """The context vectors of every training clip and whether each is of the target domain."""
         vectors, is_target = [], []
         for clip in data.clips:
-            wave = torch.from_numpy(data.load(clip)).to(self.device)
+            wave = torch.from_numpy(long_enough(data.load(clip), clip, "dcase_baseline_ae")).to(self.device)
             vectors.append(self.features(wave[None])[0])
             is_target.append(torch.full((len(vectors[-1]),), clip.domain == asdcore.TARGET, device=self.device))
         vectors, is_target = torch.cat(vectors), torch.cat(is_target)
@@ -228,14 +233,13 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
     def _checkpoint(self, path: Path, identity: str, epoch: int, optimizer, log: list[dict]) -> None:
         state = {"identity": identity, "epoch": epoch, "model": self.model.state_dict(),
                  "optimizer": optimizer.state_dict(), "log": list(log)}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_artifact(state, path)
 
     def _resume(self, path: Path, identity: str, optimizer, data: asdcore.TrainData) -> int:
         """The number of epochs already trained by a checkpoint of the same training inputs (restored)."""
         if not path.exists():
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_artifact(path, self.device, weights_only=False)
         if state["identity"] != identity or state["epoch"] > data.training.epochs:
             return 0
         self.model.load_state_dict(state["model"])
@@ -247,8 +251,6 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
     def extract(self, waves: torch.Tensor) -> asdcore.FrontendOutput:
         self.model.eval()
         features = self.features(waves)
-        if features.shape[1] == 0:
-            raise asdcore.AsdcoreError(f"dcase_baseline_ae: clips of {waves.shape[1]} samples give no 5-frame vector")
         reconstruction, bottleneck = self.model(features)
         if self.params.score == "mse":
             score = mse_scores(features, reconstruction)
@@ -257,11 +259,10 @@ class DcaseBaselineAeFrontend(asdcore.Frontend):
         return asdcore.FrontendOutput(bottleneck.mean(dim=1), score)
 
     def save(self, directory: Path) -> None:
-        with atomic_path(Path(directory) / "model.pt") as tmp:
-            torch.save(self.model.state_dict(), tmp)
+        save_artifact(self.model.state_dict(), Path(directory) / "model.pt")
 
     def load(self, directory: Path) -> None:
-        state = torch.load(Path(directory) / "model.pt", map_location=self.device, weights_only=True)
+        state = load_artifact(Path(directory) / "model.pt", self.device)
         self.model.load_state_dict(state)
 
 

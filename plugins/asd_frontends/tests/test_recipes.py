@@ -48,14 +48,14 @@ def test_training_steps_lower_the_loss(registry, data_root, tmp_path, recipe):
                                sample_rate=dataset.sample_rate, clip_samples=dataset.clip_samples)
     clips = [c for m in dataset.machines() for c in dataset.clips(m, "train")]
     classes, num_classes = dataset.class_labels()
-    make_loss = None
-    if cfg.loss is not None:
-        def make_loss(d, c):
-            return registry.create("losses", cfg.loss.name, params=resolved.loss_params, embedding_dim=d, num_classes=c)
+
+    def make_loss(d, c):
+        return registry.create("losses", cfg.loss.name, params=resolved.loss_params, embedding_dim=d, num_classes=c)
+
     data = TrainData(
         clips=clips, load=dataset.load, clip_samples=dataset.clip_samples,
         labels=np.array([classes[c.path] for c in clips]), num_classes=num_classes,
-        training=cfg.training.model_copy(update={"epochs": 3}), make_loss=make_loss,
+        training=cfg.training.model_copy(update={"epochs": 3}), make_loss=make_loss if cfg.loss else None,
         augmentations=[registry.create("augmentations", a.name, params=p)
                        for a, p in zip(cfg.augmentations, resolved.augmentation_params)],
         device=torch.device("cpu"), seed=0, workdir=tmp_path,
@@ -64,7 +64,7 @@ def test_training_steps_lower_the_loss(registry, data_root, tmp_path, recipe):
     keys = [(0, i) for i in range(16)] if getattr(dataset, "keyed_by_epoch", False) else range(16)
     batch = torch.utils.data.default_collate([dataset[k] for k in keys])
     torch.manual_seed(1)
-    loss = make_loss(frontend.spec.embedding_dim, num_classes) if make_loss else None
+    loss = make_loss(frontend.spec.embedding_dim, num_classes) if cfg.loss else None
 
     def measure():
         frontend.model.train()

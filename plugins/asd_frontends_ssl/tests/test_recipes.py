@@ -51,7 +51,8 @@ def test_recipe_runs_end_to_end(registry, environment, data_root, tmp_path, reci
         f"output={tmp_path}", "device=cpu", "extraction.batch_size=16",
     ]
     if recipe in TRAINED:
-        overrides += ["frontend.training.epochs=1", "frontend.training.warmup_steps=1"]
+        overrides += ["frontend.training.epochs=1", "frontend.training.warmup_steps=1",
+                      "frontend.training.keep_checkpoints=true"]
     resolved = load_config(RECIPES / f"{recipe}.yaml", overrides, seeds="0", registry=registry)
     root = Pipeline.create(resolved, registry, progress=False).run()
     summary = (root / "seed0" / "summary.csv").read_text()
