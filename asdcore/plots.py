@@ -190,8 +190,12 @@ def embedding_figure(train: FeatureSet, test: FeatureSet, machine: str, max_poin
 
 
 def _figure(size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise AsdcoreError("plots need matplotlib: pip install 'asdcore[plots]' (or set evaluation.plots: false)") \
+            from None
 
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)

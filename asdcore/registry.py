@@ -1,12 +1,15 @@
 """Plugin loading and the component tables ``kind -> name -> Entry``."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 from typing import Any
 
@@ -40,11 +43,35 @@ SINGULAR = {"frontends": "frontend", "losses": "loss", "backends": "backend", "d
 
 @dataclass(frozen=True)
 class Entry:
+    """One registered component. ``target`` is its class, or ``"module:Class"`` imported on first use of
+    :attr:`cls` (so that listing plugins or scoring a submission imports no component it does not use)."""
+
     name: str
-    cls: type
+    target: type | str
     distribution: str
     version: str
     plugin: str = ""  # the plugin (entry point or module) that registered it
+    kind: str = ""
+
+    @cached_property
+    def cls(self) -> type:
+        """The component class (imported now when registered by its path)."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attribute)
+        except PASS_THROUGH:
+            raise
+        except BaseException as exc:
+            raise PluginLoadError(
+                f"{SINGULAR[self.kind]} {self.name!r} of {self.distribution}: cannot import {self.target!r} "
+                f"({type(exc).__name__}: {exc}); fix or reinstall {self.distribution}") from None
+        base = KINDS[self.kind][1]
+        if not (isinstance(found, type) and issubclass(found, base)):
+            raise PluginLoadError(f"{SINGULAR[self.kind]} {self.name!r} of {self.distribution}: {self.target!r} is "
+                                  f"not a subclass of asdcore.{base.__name__}")
+        return found
 
 
 @dataclass
@@ -165,10 +192,14 @@ class Registry:
         self.errors = [e for e in self.errors if e.during in ("import", "register_commands")]
         for kind, (hook_name, base) in KINDS.items():
             def registrar(info: PluginInfo, kind: str = kind, base: type = base) -> dict:
-                def register(name: str, cls: type) -> None:
-                    if not (isinstance(cls, type) and issubclass(cls, base)):
+                def register(name: str, cls: type | str) -> None:
+                    if isinstance(cls, str):
+                        if not re.fullmatch(r"[\w.]+:\w+", cls):
+                            raise TypeError(f"{kind} {name!r}: a path to a class is written 'module:Class', "
+                                            f"got {cls!r}")
+                    elif not (isinstance(cls, type) and issubclass(cls, base)):
                         raise TypeError(f"{kind} {name!r} must be a subclass of asdcore.{base.__name__}")
-                    entry = Entry(name, cls, info.distribution, info.version, info.name)
+                    entry = Entry(name, cls, info.distribution, info.version, info.name, kind)
                     if name in tables[kind]:
                         self._conflicts.setdefault((kind, name), [tables[kind][name]]).append(entry)
                     else:

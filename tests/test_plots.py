@@ -131,3 +131,14 @@ def test_errors_name_the_path(seed_dir, tmp_path):
 def test_import_is_light():
     code = "import sys, asdcore.plots; print(sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):
+    from asdcore.errors import AsdcoreError
+    from asdcore.plots import _figure
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(AsdcoreError, match=r"plots need matplotlib: pip install 'asdcore\[plots\]'"):
+        _figure((2, 2))

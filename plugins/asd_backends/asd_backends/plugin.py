@@ -1,19 +1,12 @@
-"""Hook implementations of asd-backends."""
+"""Hook implementations of asd-backends (components by path: imported when a run uses them)."""
 import asdcore
 
 
 @asdcore.hookimpl
 def register_backends(register):
-    from .kmeans import KmeansBackend
-    from .knn import KnnBackend
-    from .mahalanobis import MahalanobisBackend
-    from .memory_bank import MemoryBankBackend
-    from .passthrough import PassthroughBackend
-    from .rescale import KnnRescaleBackend
-
-    register("knn", KnnBackend)
-    register("kmeans", KmeansBackend)
-    register("knn_rescale", KnnRescaleBackend)
-    register("passthrough", PassthroughBackend)
-    register("mahalanobis", MahalanobisBackend)
-    register("memory_bank", MemoryBankBackend)
+    register("knn", "asd_backends.knn:KnnBackend")
+    register("kmeans", "asd_backends.kmeans:KmeansBackend")
+    register("knn_rescale", "asd_backends.rescale:KnnRescaleBackend")
+    register("passthrough", "asd_backends.passthrough:PassthroughBackend")
+    register("mahalanobis", "asd_backends.mahalanobis:MahalanobisBackend")
+    register("memory_bank", "asd_backends.memory_bank:MemoryBankBackend")

@@ -1,24 +1,20 @@
-"""Hook implementations of asd-datasets."""
+"""Hook implementations of asd-datasets (components by path: imported when a run uses them)."""
 import asdcore
 
 
 @asdcore.hookimpl
 def register_datasets(register):
-    from .dcase_dataset import DcaseDataset
-    from .own_dataset import OwnDataset
-    from .synth_dataset import SynthDataset
-
-    register("synth", SynthDataset)
-    register("dcase", DcaseDataset)
-    register("own", OwnDataset)
+    register("synth", "asd_datasets.synth_dataset:SynthDataset")
+    register("dcase", "asd_datasets.dcase_dataset:DcaseDataset")
+    register("own", "asd_datasets.own_dataset:OwnDataset")
 
 
 @asdcore.hookimpl
 def register_scorers(register):
-    from .scorers import SCORERS
+    from .years import YEARS  # plain data
 
-    for name, cls in SCORERS.items():
-        register(name, cls)
+    for year in YEARS:
+        register(f"dcase{year}", f"asd_datasets.scorers:Dcase{year}Scorer")
 
 
 @asdcore.hookimpl

@@ -101,9 +101,3 @@ class Dcase2026Scorer(Dcase2023Scorer):
 
     year = 2026
 
-
-SCORERS = {
-    "dcase2020": Dcase2020Scorer, "dcase2021": Dcase2021Scorer, "dcase2022": Dcase2022Scorer,
-    "dcase2023": Dcase2023Scorer, "dcase2024": Dcase2024Scorer, "dcase2025": Dcase2025Scorer,
-    "dcase2026": Dcase2026Scorer,
-}

@@ -1,13 +1,9 @@
-"""Hook implementations of asd-executors (the cluster engines are imported only when a run uses them)."""
+"""Hook implementations of asd-executors (by path: the cluster engines are imported only when a run uses them)."""
 import asdcore
 
 
 @asdcore.hookimpl
 def register_executors(register):
-    from .processes import ProcessesExecutor
-    from .raytasks import RayExecutor
-    from .slurm import SlurmExecutor
-
-    register("processes", ProcessesExecutor)
-    register("slurm", SlurmExecutor)
-    register("ray", RayExecutor)
+    register("processes", "asd_executors.processes:ProcessesExecutor")
+    register("slurm", "asd_executors.slurm:SlurmExecutor")
+    register("ray", "asd_executors.raytasks:RayExecutor")

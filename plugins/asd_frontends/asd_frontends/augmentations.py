@@ -74,5 +74,3 @@ class SpecAugment(asdcore.Augmentation):
         out = torch.istft(spec, p.n_fft, hop, window=window, center=True, length=waves.shape[-1])
         return out, target
 
-
-AUGMENTATIONS = {"mixup": Mixup, "specaugment": SpecAugment}

@@ -367,12 +367,3 @@ class FeatExLoss(_AngularLoss):
             loss = loss + self.params.weight * self.head(*self.exchange(embedding, target))
         return loss
 
-
-LOSSES = {
-    "arcface": ArcFaceLoss,
-    "adacos": AdaCosLoss,
-    "scac": SubClusterAdaCosLoss,
-    "adaproj": AdaProjLoss,
-    "subspace": SubspaceLoss,
-    "featex": FeatExLoss,
-}

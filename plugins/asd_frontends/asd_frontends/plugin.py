@@ -1,31 +1,26 @@
-"""Hook implementations of asd-frontends (light glue: components import torch lazily)."""
+"""Hook implementations of asd-frontends (components by path: torch is imported when a run uses them)."""
 import asdcore
 
 
 @asdcore.hookimpl
 def register_frontends(register):
-    from .ae import AeFrontend
-    from .dcase_baseline import DcaseBaselineAeFrontend
-    from .multibranch import MultiBranchCnnFrontend
-    from .raw_spec import RawSpecFrontend
-
-    register("raw_spec", RawSpecFrontend)
-    register("multibranch_cnn", MultiBranchCnnFrontend)
-    register("ae", AeFrontend)
-    register("dcase_baseline_ae", DcaseBaselineAeFrontend)
+    register("raw_spec", "asd_frontends.raw_spec:RawSpecFrontend")
+    register("multibranch_cnn", "asd_frontends.multibranch:MultiBranchCnnFrontend")
+    register("ae", "asd_frontends.ae:AeFrontend")
+    register("dcase_baseline_ae", "asd_frontends.dcase_baseline:DcaseBaselineAeFrontend")
 
 
 @asdcore.hookimpl
 def register_losses(register):
-    from .losses import LOSSES
-
-    for name, cls in LOSSES.items():
-        register(name, cls)
+    register("arcface", "asd_frontends.losses:ArcFaceLoss")
+    register("adacos", "asd_frontends.losses:AdaCosLoss")
+    register("scac", "asd_frontends.losses:SubClusterAdaCosLoss")
+    register("adaproj", "asd_frontends.losses:AdaProjLoss")
+    register("subspace", "asd_frontends.losses:SubspaceLoss")
+    register("featex", "asd_frontends.losses:FeatExLoss")
 
 
 @asdcore.hookimpl
 def register_augmentations(register):
-    from .augmentations import AUGMENTATIONS
-
-    for name, cls in AUGMENTATIONS.items():
-        register(name, cls)
+    register("mixup", "asd_frontends.augmentations:Mixup")
+    register("specaugment", "asd_frontends.augmentations:SpecAugment")

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import asdcore
-from asd_frontends.augmentations import AUGMENTATIONS, Mixup, SpecAugment, _band_mask
+from asdcore.registry import Registry
+from asd_frontends.augmentations import Mixup, SpecAugment, _band_mask
 
 N_FFT, HOP = 1024, 256
 
@@ -111,9 +112,11 @@ def test_specaugment_frequency_mask_removes_a_band_of_bins(batch):
         assert torch.allclose(after[i, outside].mean(), before[i, outside].mean(), rtol=0.05)
 
 
-def test_registry_dict_and_strict_params():
-    assert AUGMENTATIONS == {"mixup": Mixup, "specaugment": SpecAugment}
-    for cls in AUGMENTATIONS.values():
+def test_registered_by_path_and_strict_params():
+    registry = Registry()
+    assert {name: registry.get("augmentations", name).cls for name in ("mixup", "specaugment")} == \
+           {"mixup": Mixup, "specaugment": SpecAugment}
+    for cls in (Mixup, SpecAugment):
         assert issubclass(cls, asdcore.Augmentation) and issubclass(cls.Params, asdcore.Params)
     with pytest.raises(pydantic.ValidationError, match="extra"):
         Mixup.Params(alpha=1.0)

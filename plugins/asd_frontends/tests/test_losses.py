@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import asdcore
+from asdcore.registry import Registry
 from asd_frontends.losses import (
-    EPS, LOSSES, AdaCosLoss, AdaProjLoss, ArcFaceLoss, FeatExLoss, SubClusterAdaCosLoss, SubspaceLoss, fixed_scale,
+    EPS, AdaCosLoss, AdaProjLoss, ArcFaceLoss, FeatExLoss, SubClusterAdaCosLoss, SubspaceLoss, fixed_scale,
 )
 
 # Three 4-d embeddings; targets: two one-hot rows and one soft (mixed-up) row.
@@ -418,9 +419,12 @@ def test_shape_mismatch_is_reported():
         make(AdaCosLoss, 3)(torch.tensor(X), torch.tensor(Y2))
 
 
-def test_registry_dict_and_module_contract():
-    assert set(LOSSES) == {"arcface", "adacos", "scac", "adaproj", "subspace", "featex"}
-    for cls in LOSSES.values():
+def test_registered_by_path_and_module_contract():
+    registry = Registry()
+    losses = {name: registry.get("losses", name).cls for name in registry.names("losses")}
+    assert losses == {"arcface": ArcFaceLoss, "adacos": AdaCosLoss, "scac": SubClusterAdaCosLoss,
+                      "adaproj": AdaProjLoss, "subspace": SubspaceLoss, "featex": FeatExLoss}
+    for cls in losses.values():
         assert issubclass(cls, asdcore.Loss) and issubclass(cls, torch.nn.Module)
         assert issubclass(cls.Params, asdcore.Params)
     loss = make(SubspaceLoss, 2, k=2, subspace_size=2)

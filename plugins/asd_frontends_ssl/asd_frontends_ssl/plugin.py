@@ -1,13 +1,12 @@
-"""Hook implementations of asd-frontends-ssl (light glue: torch, peft and transformers load lazily)."""
+"""Hook implementations of asd-frontends-ssl (components by path: torch, peft and transformers are imported
+when a run uses them)."""
 import asdcore
 
 
 @asdcore.hookimpl
 def register_frontends(register):
-    from .frontends import BeatsFrontend, EatFrontend, HfEncoderFrontend, RawBeatsFrontend, RawEatFrontend
-
-    register("beats", BeatsFrontend)
-    register("eat", EatFrontend)
-    register("raw_beats", RawBeatsFrontend)
-    register("raw_eat", RawEatFrontend)
-    register("hf_encoder", HfEncoderFrontend)
+    register("beats", "asd_frontends_ssl.frontends:BeatsFrontend")
+    register("eat", "asd_frontends_ssl.frontends:EatFrontend")
+    register("raw_beats", "asd_frontends_ssl.frontends:RawBeatsFrontend")
+    register("raw_eat", "asd_frontends_ssl.frontends:RawEatFrontend")
+    register("hf_encoder", "asd_frontends_ssl.frontends:HfEncoderFrontend")
