@@ -20,6 +20,7 @@ from .errors import DuplicateNameError, PluginLoadError, UnknownComponentError, 
 from .params import validate
 
 GROUP = "asdcore"
+API_VERSION = 1  # of the plugin contract (hookspecs, base classes, public API); plugins declare ASDCORE_API
 CORE_DISTRIBUTION = "asdcore"
 STRICT_ENV = "ASDCORE_STRICT_PLUGINS"
 # A plugin's code may raise anything, SystemExit included; only these still reach the caller.
@@ -137,7 +138,9 @@ class Registry:
             dist = ep.dist.name if ep.dist else ep.name
             version = ep.dist.version if ep.dist else ""
             try:
-                self.add_plugin(ep.load(), name=ep.name, distribution=dist, version=version)
+                plugin = ep.load()
+                _check_api(plugin, ep.name, dist)
+                self.add_plugin(plugin, name=ep.name, distribution=dist, version=version)
             except PASS_THROUGH:
                 raise
             except BaseException as exc:
@@ -289,6 +292,16 @@ class Registry:
     def versions(self) -> dict[str, str]:
         """Distribution name -> version of every loaded plugin distribution."""
         return {info.distribution: info.version for info in self.plugins.values()}
+
+
+def _check_api(plugin: Any, name: str, distribution: str) -> None:
+    """Refuse a plugin module that declares (``ASDCORE_API = N``) another core API version than :data:`API_VERSION`."""
+    declared = getattr(plugin, "ASDCORE_API", API_VERSION)
+    if declared != API_VERSION:
+        raise PluginLoadError(
+            f"plugin {name!r} of {distribution} is built for asdcore API {declared}, this asdcore "
+            f"{_version(CORE_DISTRIBUTION)} has API {API_VERSION}: install the {distribution} release made for it "
+            f"(or an asdcore with API {declared})")
 
 
 def _version(distribution: str) -> str:

@@ -1,5 +1,6 @@
 """Components registered by path are imported on first use, so that listing plugins, scoring a submission and
 tabulating results import no component they do not use (torch included)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,3 +107,34 @@ def test_evaluating_a_submission_and_tabulating_import_no_torch(tmp_path):
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "| p / knn | 75.00" in result.stdout and "HEAVY []" in result.stdout
+
+
+def test_a_plugin_for_another_core_api_is_refused_naming_it(tmp_path):
+    from test_registry import _fake_distribution
+
+    _fake_distribution(tmp_path, "asd-future", "future_plugin", """
+        import asdcore
+
+        ASDCORE_API = 99
+
+        @asdcore.hookimpl
+        def register_backends(register):
+            register("future", "future_plugin:Nothing")
+    """)
+    _fake_distribution(tmp_path, "asd-current", "current_plugin", """
+        import asdcore
+
+        ASDCORE_API = 1
+
+        @asdcore.hookimpl
+        def register_backends(register):
+            register("current", "asd_backends.knn:KnnBackend")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ASDCORE_LOAD_PLUGINS": "future_plugin,current_plugin"}
+    result = subprocess.run([sys.executable, "-c", "from asdcore.cli import main; main()", "plugins"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "asd-current 1.2.3 (current_plugin)\n  backends: current" in result.stdout
+    assert ("asd-future (future_plugin), during import: PluginLoadError: plugin 'future_plugin' of asd-future is "
+            "built for asdcore API 99, this asdcore") in result.stdout
+    assert "has API 1: install the asd-future release made for it" in result.stdout

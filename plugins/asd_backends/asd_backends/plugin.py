@@ -1,6 +1,8 @@
 """Hook implementations of asd-backends (components by path: imported when a run uses them)."""
 import asdcore
 
+ASDCORE_API = 1  # the asdcore plugin contract this plugin is built for (asdcore.API_VERSION)
+
 
 @asdcore.hookimpl
 def register_backends(register):

@@ -2,6 +2,8 @@
 when a run uses them)."""
 import asdcore
 
+ASDCORE_API = 1  # the asdcore plugin contract this plugin is built for (asdcore.API_VERSION)
+
 
 @asdcore.hookimpl
 def register_frontends(register):
