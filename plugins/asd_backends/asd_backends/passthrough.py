@@ -29,4 +29,10 @@ class PassthroughBackend(asdcore.Backend):
                 f"passthrough: the {split} features carry no frontend scores; use it with a frontend that "
                 "scores clips itself (e.g. ae)"
             )
+        if split == "train" and len(features) == 0:
+            raise asdcore.AsdcoreError("passthrough: no training clips to fit on")
+        for name, values in (("frontend scores", features.frontend_score), ("embeddings", features.embedding)):
+            if not np.isfinite(values).all():
+                raise asdcore.AsdcoreError(f"passthrough: the {split} {name} contain NaN or infinite values; check "
+                                           "the frontend that extracted them")
         return np.asarray(features.frontend_score, dtype=np.float64)

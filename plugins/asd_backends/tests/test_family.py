@@ -6,8 +6,7 @@ from sklearn.cluster import KMeans
 
 import asd_backends.distances
 from asd_backends.distances import smallest_distances
-from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet
-from asdcore.registry import Registry
+from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
 from asdcore.testing import check_backend
 
 

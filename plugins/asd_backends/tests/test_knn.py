@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 import asd_backends.distances
-from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet
-from asdcore.registry import Registry
+from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ import pytest
 from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import OAS, LedoitWolf
 
-from asdcore import SOURCE, TARGET, AsdcoreError, ConfigError, FeatureSet
-from asdcore.registry import Registry
+from asdcore import SOURCE, TARGET, AsdcoreError, ConfigError, FeatureSet, Registry
 from asdcore.testing import check_backend
 
 

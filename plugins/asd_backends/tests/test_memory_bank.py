@@ -5,8 +5,7 @@ import pytest
 
 import asd_backends.distances
 from asd_backends.distances import smallest_distances
-from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet
-from asdcore.registry import Registry
+from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
 from asdcore.testing import check_backend
 
 

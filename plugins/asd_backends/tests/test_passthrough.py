@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from asdcore import AsdcoreError, FeatureSet
-from asdcore.registry import Registry
+from asdcore import AsdcoreError, FeatureSet, Registry
+from asdcore.testing import check_backend
 
 
 def features(scores):
@@ -23,3 +23,23 @@ def test_passthrough_needs_frontend_scores():
     backend = Registry().create("backends", "passthrough")
     with pytest.raises(AsdcoreError, match="carry no frontend scores"):
         backend.fit(features(None))
+
+
+@pytest.mark.parametrize(("where", "bad"), [("frontend_score", np.nan), ("frontend_score", np.inf),
+                                            ("embedding", np.nan)])
+def test_passthrough_rejects_non_finite_features(where, bad):
+    backend = Registry().create("backends", "passthrough")
+    broken = features([0.1, 0.2, 0.3])
+    getattr(broken, where)[1] = bad
+    name = "frontend scores" if where == "frontend_score" else "embeddings"
+    with pytest.raises(AsdcoreError, match=f"the train {name} contain NaN or infinite values"):
+        backend.fit(broken)
+    with pytest.raises(AsdcoreError, match=f"the test {name} contain NaN or infinite values"):
+        backend.score(broken)
+
+
+def test_passthrough_rejects_empty_training_and_passes_the_conformance_checks():
+    backend = Registry().create("backends", "passthrough")
+    with pytest.raises(AsdcoreError, match="no training clips"):
+        backend.fit(features([0.1, 0.2, 0.3]).select(np.zeros(3, dtype=bool)))
+    check_backend("passthrough")

@@ -6,7 +6,7 @@ import dataclasses
 import pydantic
 
 import asdcore
-from asdcore.audio import duration
+from asdcore import duration
 from asdcore.errors import DatasetError
 
 from .labels import formatted_dir

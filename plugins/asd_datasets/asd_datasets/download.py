@@ -21,8 +21,8 @@ from urllib.request import Request, urlopen
 import click
 from tqdm import tqdm
 
+from asdcore import write_text
 from asdcore.errors import DatasetError
-from asdcore.store import write_text
 
 from .years import DEV, EVAL, Archive, YearSpec, get_year
 

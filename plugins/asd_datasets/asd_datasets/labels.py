@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
+from asdcore import write_json
 from asdcore.errors import DatasetError
-from asdcore.store import write_json
 
 from .layout import SPLITS, parse_name
 from .years import YEARS, get_year

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asdcore import DECISIONS, SCORES, FeatureSet, Submission, read_table
 from asdcore.errors import ArtifactError, DatasetError
-from asdcore.features import FeatureSet
-from asdcore.interfaces import Submission
-from asdcore.submission import DECISIONS, SCORES, read_table
 
 from .layout import DOMAINS, LABELS, parse_name
 from .years import YearSpec

@@ -15,7 +15,7 @@ import pydantic
 import soundfile as sf
 
 import asdcore
-from asdcore.audio import duration, read_audio, warn_tiling
+from asdcore import duration, read_audio, warn_tiling
 from asdcore.errors import AudioError, DatasetError
 
 log = logging.getLogger("asdcore")

@@ -1,4 +1,4 @@
-"""Official DCASE Task 2 scorers, 2020–2026 (metric code shared in :mod:`asdcore.scoring`)."""
+"""Official DCASE Task 2 scorers, 2020–2026 (metric code shared in :class:`asdcore.SectionScorer`)."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from asdcore.interfaces import Evaluation
-from asdcore.metrics import amean
-from asdcore.scoring import HarmonicMeanScorer, SectionScorer, scored, subsets_of
+from asdcore import Evaluation, HarmonicMeanScorer, SectionScorer, amean, scored, subsets_of
 
 from .official import missing_groups, read_submission
 from .years import YEARS

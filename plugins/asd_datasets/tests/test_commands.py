@@ -3,9 +3,8 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from asd_datasets.layout import parse_name
-from asdcore import ANOMALY, SOURCE, TARGET
+from asdcore import ANOMALY, SOURCE, TARGET, get_registry
 from asdcore.cli import cli
-from asdcore.registry import get_registry
 
 SMALL = ["--n-train-source", "8", "--n-train-target", "2", "--n-test", "8", "--clip-seconds", "0.5"]
 

@@ -5,11 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, ConfigError, DatasetError
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, ConfigError, DatasetError, Pipeline, Registry, load_config
 from asdcore.errors import AudioError
-from asdcore.config import load_config
-from asdcore.engine import Pipeline
-from asdcore.registry import Registry
 
 SR = 16000
 

@@ -13,10 +13,10 @@ from sklearn.metrics import roc_auc_score
 
 from asd_datasets.original_synth import plan, write_original
 from asd_datasets.years import YEARS
+from asdcore import get_registry
 from asdcore.cli import cli
 from asdcore.errors import ArtifactError, DatasetError
 from asdcore.evaluation import evaluate_submission
-from asdcore.registry import get_registry
 
 EPS = np.finfo(np.float64).eps
 DOMAIN_NAMES = ("source", "target")

@@ -6,10 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, UNKNOWN, DatasetError
-from asdcore.config import load_config
-from asdcore.engine import Pipeline
-from asdcore.registry import Registry
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, UNKNOWN, DatasetError, Pipeline, Registry, load_config
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AsdcoreError, FeatureSet
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
 from asdcore.metrics import EPS, MAX_FPR, hmean
-from asdcore.registry import Registry
 
 SOURCE_NORMAL = [0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
 SOURCE_ANOMALY = [0.35, 0.75, 0.85, 0.97, 0.99]

@@ -6,9 +6,7 @@ from click.testing import CliRunner
 
 from asd_datasets.commands import data
 from asd_datasets.years import YEARS
-from asdcore.config import load_config
-from asdcore.engine import Pipeline
-from asdcore.registry import Registry
+from asdcore import Pipeline, Registry, load_config
 
 MACHINES = {2020: ["fan", "ToyCar"], 2021: ["gearbox"], 2022: ["bearing"], 2023: ["fan", "bandsaw"],
             2024: ["gearbox", "HairDryer"], 2025: ["slider", "ToyPet"], 2026: ["ToyCarEmu", "ToyDrone"]}

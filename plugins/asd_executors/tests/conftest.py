@@ -63,7 +63,7 @@ def synth_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, synth_data) -> dict[str, bytes]:
     """The small grid's tables with the core's local executor."""
-    from asdcore.grid import load_grid
+    from asdcore import load_grid
 
     folder = tmp_path_factory.mktemp("reference")
     result = load_grid(write_grid(folder, synth_data), progress=False).run(progress=False)

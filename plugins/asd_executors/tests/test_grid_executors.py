@@ -1,7 +1,7 @@
 """The same grid on every executor gives byte-identical tables."""
 import pytest
 
-from asdcore.grid import load_grid
+from asdcore import load_grid
 
 EXECUTORS = {
     "processes": {"workers": 2},

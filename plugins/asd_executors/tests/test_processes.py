@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from asd_executors.processes import ProcessesExecutor, visible_gpus
-from asdcore.grid import load_grid
+from asdcore import load_grid
 from asdcore.testing import ProbeUnit, check_executor, probe_units
 
 

@@ -10,9 +10,8 @@ import torchaudio
 from torch import nn
 
 import asdcore
-from asdcore.audio import require_clip_samples
+from asdcore import TorchFrontend, require_clip_samples
 from asdcore.errors import AudioError
-from asdcore.training import TorchFrontend
 
 LOG_FLOOR = 2.22e-16  # §4a: 20·log10(max(x, 2.22e-16))
 

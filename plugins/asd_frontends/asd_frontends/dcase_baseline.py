@@ -13,10 +13,7 @@ import torchaudio
 from torch import nn
 
 import asdcore
-from asdcore.audio import require_clip_samples
-from asdcore.config import NOT_IN_IDENTITY
-from asdcore.store import fingerprint
-from asdcore.training import load_artifact, save_artifact
+from asdcore import NOT_IN_IDENTITY, fingerprint, load_artifact, require_clip_samples, save_artifact
 
 from .ae import AutoEncoder, long_enough, min_samples
 

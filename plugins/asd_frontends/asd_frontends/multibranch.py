@@ -18,8 +18,7 @@ from torch import nn
 import pydantic
 
 import asdcore
-from asdcore.audio import require_clip_samples
-from asdcore.training import TorchFrontend
+from asdcore import TorchFrontend, require_clip_samples
 
 MIN_BINS_OR_FRAMES = 36  # §4b: spectrogram branches must have ≥ 36 bins and frames
 CROP_HZ = (200.0, 8000.0)  # §4b: spectrogram branches keep 200 Hz ≤ f ≤ 8000 Hz

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import asdcore
-from asdcore.registry import Registry
+from asdcore import Registry
 from asd_frontends.augmentations import Mixup, SpecAugment, _band_mask
 
 N_FFT, HOP = 1024, 256

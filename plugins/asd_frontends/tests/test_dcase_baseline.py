@@ -12,7 +12,7 @@ from asd_frontends.dcase_baseline import (
     BaselineAutoEncoder, DcaseBaselineAeFrontend, LogMelVectors, error_covariances, mahalanobis_scores, mse_scores,
     shuffled_batches, split_vectors,
 )
-from asdcore.config import TrainingConfig
+from asdcore import TrainingConfig
 
 SR = 16000
 EPS = np.finfo(np.float64).eps

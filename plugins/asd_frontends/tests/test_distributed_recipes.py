@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asdcore import distributed
-from asdcore.config import load_config
-from asdcore.registry import Registry
+from asdcore import Registry, distributed, load_config
 from asdcore.testing import train_data_parallel
 import two_processes
 from test_recipes import RECIPES, TRAINED

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import asdcore
-from asdcore.registry import Registry
+from asdcore import Registry
 from asd_frontends.losses import (
     EPS, AdaCosLoss, AdaProjLoss, ArcFaceLoss, FeatExLoss, SubClusterAdaCosLoss, SubspaceLoss, fixed_scale,
 )

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from asdcore import Registry
 from asdcore.errors import ConfigError
-from asdcore.registry import Registry
 
 SR = 16000
 

@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from asdcore.config import load_config
-from asdcore.interfaces import TrainData
-from asdcore.registry import Registry
+from asdcore import Registry, TrainData, load_config
 from asdcore.training import train
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
@@ -80,7 +78,7 @@ def test_training_steps_lower_the_loss(registry, data_root, tmp_path, recipe):
 
 
 def test_ae_runs_end_to_end_through_passthrough(registry, tmp_path):
-    from asdcore.engine import Pipeline
+    from asdcore import Pipeline
 
     config = {
         "name": "ae", "dataset": {"name": "synth", "root": str(tmp_path / "data"), "machines": ["pump"],
@@ -100,7 +98,7 @@ def test_ae_runs_end_to_end_through_passthrough(registry, tmp_path):
 
 @pytest.mark.parametrize("recipe", BASELINE)
 def test_dcase_baseline_recipe_runs_end_to_end(registry, data_root, tmp_path, recipe):
-    from asdcore.engine import Pipeline
+    from asdcore import Pipeline
 
     overrides = [
         f"dataset={{name: synth, root: {data_root}, machines: [fan, valve], n_train_source: 6, n_train_target: 2, "

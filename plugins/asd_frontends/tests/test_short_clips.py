@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import asdcore
+from asdcore import Registry
 from asdcore.errors import AudioError, ConfigError
-from asdcore.registry import Registry
 from asd_frontends.ae import long_enough, min_samples
 from asd_frontends.multibranch import MultiBranchNet, spectrogram_min_samples, spectrum_min_samples
 

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 import asdcore
-from asdcore.config import expand_path
-from asdcore.training import TorchFrontend
+from asdcore import TorchFrontend, expand_path
 
 from . import beats, eat
 from .heads import Pooling, pool_tokens, projection_head

@@ -11,9 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import asdcore  # noqa: E402
-from asdcore.config import TrainingConfig  # noqa: E402
-from asdcore.interfaces import TrainData  # noqa: E402
-from asdcore.registry import Registry  # noqa: E402
+from asdcore import Registry, TrainData, TrainingConfig  # noqa: E402
 
 SECONDS = 0.6
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 import yaml
 
-from asdcore.config import load_config
-from asdcore.engine import Pipeline
+from asdcore import Pipeline, load_config
 from asdcore.testing import train_data_parallel
 from asdcore.training import CHECKPOINT
 

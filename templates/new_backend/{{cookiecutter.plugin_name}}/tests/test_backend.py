@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from asdcore import SOURCE, TARGET, AsdcoreError
-from asdcore.registry import Registry, use_registry
+from asdcore import SOURCE, TARGET, AsdcoreError, Registry, use_registry
 from asdcore.testing import CHECKS, create_backend, synthetic
 from {{ cookiecutter.package_name }}.{{ cookiecutter.backend_name }} import {{ cookiecutter.class_name }}
 
