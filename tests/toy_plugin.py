@@ -1,6 +1,7 @@
 """Small in-test components for core tests: a WAV-folder dataset, frontends and a backend."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -10,44 +11,22 @@ import soundfile as sf
 import torch
 
 import asdcore
+from asdcore import testing
 from asdcore.audio import fit_length
 from asdcore.scoring import HarmonicMeanScorer
 from asdcore.training import TorchFrontend
 
-SR = 8000
-SECONDS = 0.25
+SR = testing.ToyDataset.sample_rate
+SECONDS = testing.ToyDataset.clip_seconds
 CALLS: dict[str, int] = {}
 PREPARED: list[Path] = []  # the roots ToyDataset.prepare was called for
+
+make_data = testing.ToyDataset.write
+SoftmaxLoss = testing.ToyLoss  # cross-entropy of a linear head; ``scale`` multiplies the logits
 
 
 def count(name: str) -> None:
     CALLS[name] = CALLS.get(name, 0) + 1
-
-
-def _tones(root: Path, machines, n_train, n_target, n_test, rng):
-    """Yield (machine index, path, tone frequency) of every clip, making the folders: source and target
-    tones per machine type, anomalies a shifted tone."""
-    for m_index, machine in enumerate(machines):
-        for split in ("train", "test"):
-            (root / machine / split).mkdir(parents=True, exist_ok=True)
-        specs = [("train", "source", "normal", n_train), ("train", "target", "normal", n_target)]
-        specs += [("test", d, lab, n_test // 4) for d in ("source", "target") for lab in ("normal", "anomaly")]
-        for split, domain, label, n in specs:
-            for i in range(n):
-                f = (300 + 100 * m_index) * (1.3 if domain == "target" else 1.0) * (1 + 0.02 * rng.standard_normal())
-                if label == "anomaly":
-                    f *= 1.08 + 0.05 * rng.random()
-                yield m_index, root / machine / split / f"{domain}_{label}_{i:03d}.wav", f
-
-
-def make_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
-    """Write a tiny dataset: normal = tone + noise; anomaly = a shifted tone; target = another tone."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * SECONDS)) / SR
-    for _, path, f in _tones(root, machines, n_train, n_target, n_test, rng):
-        wave = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))
-        sf.write(path, wave.astype(np.float32), SR)
-    return root
 
 
 def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_target=3, n_test=8, seed=0) -> Path:
@@ -55,7 +34,7 @@ def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_targe
     (far) = the tone attenuated + louder noise that both microphones hear, the near one 3 samples later;
     the clips of machine type ``i`` last ``SECONDS * (1 + i / 2)``."""
     rng = np.random.default_rng(seed)
-    for m_index, path, f in _tones(root, machines, n_train, n_target, n_test, rng):
+    for m_index, path, f in testing.toy_tones(root, machines, n_train, n_target, n_test, rng):
         t = np.arange(int(SR * SECONDS * (1 + m_index / 2))) / SR
         tone = 0.3 * np.sin(2 * np.pi * f * t)
         noise = 0.2 * rng.standard_normal(len(t) + 3)
@@ -65,18 +44,13 @@ def make_stereo_data(root: Path, machines=("alpha", "beta"), n_train=12, n_targe
     return root
 
 
-class ToyDataset(asdcore.Dataset):
-    """Reads ``<root>/<machine>/{train,test}/<domain>_<label>_<i>.wav``; one section, all dev.
-
-    ``truth: true`` takes test labels and domains from ``<root>/<machine>/truth.csv``
-    (``file,normal|anomaly,source|target``) instead of the names; ``gain`` scales the audio.
+class ToyDataset(testing.ToyDataset):
+    """:class:`asdcore.testing.ToyDataset`; ``truth: true`` takes test labels and domains from
+    ``<root>/<machine>/truth.csv`` (``file,normal|anomaly,source|target``) instead of the names; ``gain``
+    scales the audio.
     """
 
-    scorer = "hmean"
-    sample_rate = SR
-    clip_seconds = SECONDS
-
-    class Params(asdcore.DatasetParams):
+    class Params(testing.ToyDataset.Params):
         truth: bool = False
         gain: float = 1.0
         tag: str = ""  # appended to the id, so that a grid can hold several toy datasets
@@ -89,17 +63,18 @@ class ToyDataset(asdcore.Dataset):
         PREPARED.append(self.root)
         super().prepare(progress, force)
 
-    def available_machines(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
-
     def clips(self, machine, split):
-        truth = self._truth(machine) if split == "test" and self.params.truth else {}
+        clips = super().clips(machine, split)
+        if split != "test" or not self.params.truth:
+            return clips
+        truth = self._truth(machine)
         out = []
-        for path in sorted((self.root / machine / split).glob("*.wav")):
-            domain, label, _ = path.stem.split("_")
-            label, domain = truth.get(path.name, (label, domain))
-            is_anomaly = {"normal": asdcore.NORMAL, "anomaly": asdcore.ANOMALY}.get(label, asdcore.UNKNOWN)
-            out.append(asdcore.Clip(path, machine, split, 0, int(domain == "target"), is_anomaly))
+        for clip in clips:
+            label, domain = truth.get(clip.name, (None, None))
+            if label is not None:
+                is_anomaly = {"normal": asdcore.NORMAL, "anomaly": asdcore.ANOMALY}.get(label, asdcore.UNKNOWN)
+                clip = dataclasses.replace(clip, domain=int(domain == "target"), is_anomaly=is_anomaly)
+            out.append(clip)
         return out
 
     def _truth(self, machine):
@@ -221,21 +196,6 @@ class TinyFrontend(TorchFrontend):
     def build_model(self):
         count("build")
         return TinyNet()
-
-
-class SoftmaxLoss(asdcore.Loss, torch.nn.Module):
-    """Cross-entropy of a linear head; ``scale`` multiplies the logits."""
-
-    class Params(asdcore.Params):
-        scale: float = 1.0
-
-    def __init__(self, params, *, embedding_dim, num_classes):
-        torch.nn.Module.__init__(self)
-        asdcore.Loss.__init__(self, params, embedding_dim=embedding_dim, num_classes=num_classes)
-        self.head = torch.nn.Linear(embedding_dim, num_classes)
-
-    def forward(self, embedding, target):
-        return -(target * torch.log_softmax(self.params.scale * self.head(embedding), -1)).sum(-1).mean()
 
 
 class Gain(asdcore.Augmentation):
