@@ -236,6 +236,20 @@ def table_command(paths: tuple[Path, ...], metric: str, output: Path | None) -> 
     click.echo(f"overview: {output / 'overview.csv'}, {output / 'overview.md'}")
 
 
+@cli.command("report")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.option("--metric", default="official", show_default=True, help="The overview table's metric (see `table`).")
+def report_command(paths: tuple[Path, ...], output: Path, metric: str) -> None:
+    """One self-contained HTML page of PATHS (output roots, grid, pipeline, dataset or seed folders): the
+    overview table, every metric per machine type and section, ROC curves, score histograms, t-SNE maps
+    and training-loss curves."""
+    from .report import write_report
+
+    click.echo(f"report: {write_report(paths, output, metric)}")
+
+
 @cli.command("ensemble")
 @click.argument("members", nargs=-1, metavar="[SEED_DIR:BACKEND[=WEIGHT]]...")
 @click.option("--seeds", "seeds_of", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
