@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ".[plots]" -e plugins/asd_datasets -e plugins/asd_frontends -e plugins/asd_frontends_ssl -e plugins/asd_backends -e "plugins/asd_executors[slurm,ray]"
+PACKAGES := -e ".[plots,mlflow]" -e plugins/asd_datasets -e plugins/asd_frontends -e plugins/asd_frontends_ssl -e plugins/asd_backends -e "plugins/asd_executors[slurm,ray]"
 PYPROJECTS := pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/constraints.txt
 
 .PHONY: setup demo test clean

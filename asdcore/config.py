@@ -21,11 +21,13 @@ audio_cache: true                         # decoded clips kept as memory-mapped 
 extraction: {batch_size: 64, num_workers: 0, precision: 32, views: null}   # views: e.g. [near, far]
 evaluation: {decision_percentile: 90, plots: false}   # threshold: percentile of a gamma fit to train scores
 executor: {name: local, params: {}}       # what runs the units: local, processes, slurm, ray (asd-executors)
+tracking: {mlflow: null}                  # {uri: file:///abs/mlruns, experiment: <name>}: docs/tracking.md
 ```
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -124,6 +126,31 @@ class EvaluationConfig(Params):
     plots: bool = False
 
 
+MLFLOW_MISSING = ("tracking.mlflow: the mlflow package is not installed; pip install 'asdcore[mlflow]' "
+                  "(or remove tracking.mlflow from the pipeline)")
+
+
+class MlflowConfig(Params):
+    """MLflow tracking: the tracking ``uri`` (a server, or ``file:///abs/path/mlruns``) and the
+    ``experiment`` (default: the pipeline name)."""
+
+    uri: str = pydantic.Field(min_length=1)
+    experiment: str | None = pydantic.Field(None, min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _installed(self) -> MlflowConfig:
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(MLFLOW_MISSING)
+        return self
+
+
+class TrackingConfig(Params):
+    """Where runs are tracked besides their folders (default: nowhere). Not an input of any unit: changing
+    it redoes nothing."""
+
+    mlflow: MlflowConfig | None = None
+
+
 class DatasetConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow", frozen=True)
     name: str
@@ -143,6 +170,7 @@ class PipelineConfig(Params):
     extraction: ExtractionConfig = ExtractionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     executor: Component = Component(name="local")
+    tracking: TrackingConfig = TrackingConfig()
 
 
 @dataclass(frozen=True)

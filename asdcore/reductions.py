@@ -1,10 +1,12 @@
-"""The reductions: ``summary.csv`` and plots of one seed, and the table across seeds."""
+"""The reductions: ``summary.csv`` and plots of one seed, and the table across seeds; summaries and
+table are logged to MLflow when ``tracking.mlflow`` is set (:mod:`asdcore.tracking`)."""
 from __future__ import annotations
 
 import logging
 import math
 import shutil
 
+from . import tracking
 from .context import Context
 from .plan import Unit
 from .table import write_summary, write_table
@@ -36,6 +38,7 @@ def summary(unit: Unit, ctx: Context) -> list[str]:
         if incomplete:
             log.warning("seed %d: %s: the official score of %s is incomplete: some machine types could not be "
                         "evaluated (see the warnings above)", seed, bid, ", ".join(incomplete))
+    tracking.log_seed(ctx, seed, unit.args["machines"])
     return list(unit.outputs)
 
 
@@ -50,6 +53,7 @@ def plots(unit: Unit, ctx: Context) -> list[str]:
 
 def table(unit: Unit, ctx: Context) -> list[str]:
     write_table(unit.directory, [ctx.seed_dir(seed) for seed in ctx.resolved.config.seeds])
+    tracking.log_table(ctx)
     return list(unit.outputs)
 
 
