@@ -18,7 +18,8 @@ def test_valid_config_resolves_defaults(registry):
     assert data["frontend"]["params"] == {"bins": 16, "delay": 0.0, "nan": False}
     assert data["frontend"]["training"]["epochs"] == 16
     assert data["scorer"] == "hmean"
-    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all", "channels": "near", "truth": False,
+    assert data["dataset"] == {"name": "toy", "root": "/data/toy", "machines": "all", "channels": "near", "generate": False,
+                               "truth": False,
                                "gain": 1.0,
                                "tag": ""}
 
@@ -41,7 +42,7 @@ def test_unknown_component_param(registry):
 
 
 def test_unknown_dataset_param(registry):
-    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines, channels, truth, gain, tag\. Did you mean 'root'\?"):
+    with pytest.raises(ConfigError, match=r"dataset.rot: unknown key 'rot'; allowed keys: root, machines, channels, generate, truth, gain, tag\. Did you mean 'root'\?"):
         load_config(config(dataset={"name": "toy", "root": "x", "rot": 1}), registry=registry)
 
 
