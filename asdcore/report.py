@@ -53,15 +53,16 @@ class Run:
         return f"{self.rows[0].pipeline} / {self.rows[0].dataset}"
 
 
-def write_report(paths: Sequence[Path], output: Path, metric: str = OFFICIAL) -> Path:
+def write_report(paths: Sequence[Path], output: Path, metric: str = OFFICIAL, draw: bool = True) -> Path:
     """Write the report of ``paths`` (output roots, grid, pipeline, dataset or seed folders) to ``output``
-    (an HTML file); return ``output``. ``metric``: the overview table's, as for ``asdcore table``."""
+    (an HTML file); return ``output``. ``metric``: the overview table's, as for ``asdcore table``; ``draw``:
+    draw the figures the runs' ``plots`` units did not (else only theirs are shown)."""
     output = Path(output)
-    write_text(output, render_report(paths, metric))
+    write_text(output, render_report(paths, metric, draw))
     return output
 
 
-def render_report(paths: Sequence[Path], metric: str = OFFICIAL) -> str:
+def render_report(paths: Sequence[Path], metric: str = OFFICIAL, draw: bool = True) -> str:
     """The report's HTML (see the module)."""
     from . import __version__
 
@@ -69,7 +70,7 @@ def render_report(paths: Sequence[Path], metric: str = OFFICIAL) -> str:
     table = overview(rows, metric)
     runs = _runs(rows)
     sections = {"overview": _overview_section(table, runs), "metrics": _metrics_section(runs),
-                "plots": _plots_section(runs), "training": _training_section(runs)}
+                "plots": _plots_section(runs, draw), "training": _training_section(runs)}
     title = f"asdcore report: {runs[0].title}" if len(runs) == 1 else f"asdcore report: {len(runs)} runs"
     seeds = sum(len(run.seeds) for run in runs)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -190,10 +191,11 @@ def _metric_table(keys, values, metrics: list[str], n_seeds: int, coloured: bool
 
 
 # -- plots ------------------------------------------------------------------------------------------------
-def _plots_section(runs: list[Run]) -> str:
+def _plots_section(runs: list[Run], draw: bool) -> str:
     from .plots import features_files
 
-    draw = _has_matplotlib()
+    can_draw = _has_matplotlib()
+    draw = draw and can_draw
     parts, undrawn = [], False
     for run in runs:
         seed = next((s for s in run.seeds if features_files(s)), None)
@@ -217,7 +219,7 @@ def _plots_section(runs: list[Run]) -> str:
             if images:
                 parts.append(f'<details{" open" if index == 0 else ""}><summary>{_e(machine)}</summary>'
                              f"{images}</details>")
-    if undrawn:
+    if undrawn and not can_draw:
         parts.insert(0, f'<p class="hint">Plots need matplotlib: <code>{_e(PLOTS_HINT)}</code>, then rerun '
                         "<code>asdcore report</code>.</p>")
     return "\n".join(parts)

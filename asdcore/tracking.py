@@ -73,7 +73,7 @@ def log_table(ctx: Context) -> None:
     from .report import write_report
 
     with tempfile.TemporaryDirectory(prefix="asdcore-tracking-") as folder:
-        write_report([ctx.root], Path(folder) / "report.html")
+        write_report([ctx.root], Path(folder) / "report.html", draw=False)  # no t-SNE per table rerun
         with _errors(cfg, "logging table.md and the report"):
             client = _client(cfg)
             experiment = _experiment(client, cfg, ctx)

@@ -137,6 +137,12 @@ def test_plots_of_the_run_are_reused_while_up_to_date(output, tmp_path, no_matpl
     assert encoded not in write_report([root], tmp_path / "b.html").read_text()
 
 
+def test_draw_false_shows_only_the_runs_own_plots(output, tmp_path):
+    html = write_report([output], tmp_path / "report.html", draw=False).read_text()
+    assert "data:image/png" not in html and "asdcore[plots]" not in html
+    assert "<th>s_auc</th>" in html and html.count("<polyline") == 2
+
+
 def test_grid_folder_and_damaged_files(output, tmp_path, no_matplotlib):
     root = tmp_path / "out"
     shutil.copytree(output, root)
