@@ -23,6 +23,8 @@ GROUP = "asdcore"
 API_VERSION = 1  # of the plugin contract (hookspecs, base classes, public API); plugins declare ASDCORE_API
 CORE_DISTRIBUTION = "asdcore"
 STRICT_ENV = "ASDCORE_STRICT_PLUGINS"
+LOAD_ENV = "ASDCORE_LOAD_PLUGINS"  # comma-separated entry point names: load only these plugins
+TOYS = "asdcore.testing"  # named in LOAD_ENV, the toy components of asdcore.testing are registered too
 # A plugin's code may raise anything, SystemExit included; only these still reach the caller.
 PASS_THROUGH = (KeyboardInterrupt, GeneratorExit)
 log = logging.getLogger("asdcore")
@@ -130,8 +132,12 @@ class Registry:
         self._tables = None
 
     def _load_entry_points(self) -> None:
-        selected = os.environ.get("ASDCORE_LOAD_PLUGINS")
+        selected = os.environ.get(LOAD_ENV)
         wanted = {n.strip() for n in selected.split(",") if n.strip()} if selected is not None else None
+        if wanted is not None and TOYS in wanted:
+            from .default_plugins import toys
+
+            self.add_plugin(toys, name=TOYS, distribution=CORE_DISTRIBUTION)
         for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
             if wanted is not None and ep.name not in wanted:
                 continue

@@ -39,6 +39,7 @@ contract (each unit once, after its upstream units; a failure blocks only what d
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -61,22 +62,22 @@ from .interfaces import (
     Executor, Frontend, FrontendOutput, FrontendSpec, Outcome, TrainData,
 )
 from .params import Params, validate
-from .registry import KINDS, SINGULAR, get_registry
+from .registry import KINDS, LOAD_ENV, SINGULAR, TOYS, Registry, get_registry, use_registry
 
 __all__ = [
-    "AUGMENTATION_CHECKS", "BACKEND_CHECKS", "CHECKS", "DATASET_CHECKS", "FRONTEND_CHECKS", "LOSS_CHECKS",
-    "SCORER_CHECKS", "FrontendUnderTest", "ProbeUnit", "Synthetic", "ToyDataset", "ToyFrontend", "ToyLoss",
-    "check_anomalies_score_higher", "check_augmentation", "check_augmentation_batch", "check_augmentation_class",
-    "check_augmentation_deterministic", "check_backend", "check_constructible", "check_dataset",
-    "check_dataset_audio", "check_dataset_class", "check_dataset_clips", "check_dataset_lengths",
-    "check_dataset_scorer", "check_deterministic", "check_empty_training_is_an_error", "check_executor",
-    "check_fit_score", "check_frontend", "check_frontend_batch_independent", "check_frontend_class",
-    "check_frontend_deterministic", "check_frontend_devices", "check_frontend_output", "check_frontend_save_load",
-    "check_frontend_scores", "check_frontend_training", "check_loss", "check_loss_class", "check_loss_finite",
-    "check_missing_target_domain", "check_non_finite_is_an_error", "check_scorer", "check_scorer_class",
-    "check_scorer_groups", "check_scorer_ranking", "check_train_scores", "create_backend", "create_component",
-    "prepare_frontend", "probe_job", "probe_units", "synthetic", "toy_tones", "toy_train_data", "toy_waves",
-    "train_data_parallel",
+    "AUGMENTATION_CHECKS", "BACKEND_CHECKS", "CHECKS", "DATASET_CHECKS", "FRONTEND_CHECKS", "FrontendUnderTest",
+    "LOSS_CHECKS", "ProbeUnit", "SCORER_CHECKS", "Synthetic", "TOYS", "ToyBackend", "ToyDataset", "ToyFrontend",
+    "ToyLoss", "ToyTrainedFrontend", "check_anomalies_score_higher", "check_augmentation",
+    "check_augmentation_batch", "check_augmentation_class", "check_augmentation_deterministic", "check_backend",
+    "check_constructible", "check_dataset", "check_dataset_audio", "check_dataset_class", "check_dataset_clips",
+    "check_dataset_lengths", "check_dataset_scorer", "check_deterministic", "check_empty_training_is_an_error",
+    "check_executor", "check_fit_score", "check_frontend", "check_frontend_batch_independent",
+    "check_frontend_class", "check_frontend_deterministic", "check_frontend_devices", "check_frontend_output",
+    "check_frontend_save_load", "check_frontend_scores", "check_frontend_training", "check_loss",
+    "check_loss_class", "check_loss_finite", "check_missing_target_domain", "check_non_finite_is_an_error",
+    "check_scorer", "check_scorer_class", "check_scorer_groups", "check_scorer_ranking", "check_train_scores",
+    "create_backend", "create_component", "only_plugins", "prepare_frontend", "probe_job", "probe_units", "run_cli",
+    "synthetic", "toy_tones", "toy_train_data", "toy_waves", "train_data_parallel"
 ]
 
 BackendRef = str | type[Backend]
@@ -496,12 +497,55 @@ def _toy_loss() -> type:
     return ToyLoss
 
 
-ToyLoss: type  # :class:`ToyLoss` is made by the module's ``__getattr__`` on first use
+@functools.cache
+def _toy_trained_frontend() -> type:
+    """:class:`ToyTrainedFrontend`, made on first use so that importing this module does not import torch."""
+    import torch
+
+    from .training import TorchFrontend
+
+    class Bands(torch.nn.Module):
+        def __init__(self, bins: int):
+            super().__init__()
+            self.bins = bins
+
+        def forward(self, waves: torch.Tensor) -> torch.Tensor:
+            return _band_spectrum(waves, self.bins)
+
+    class ToyTrainedFrontend(TorchFrontend):
+        """A trained frontend: :class:`ToyFrontend`'s ``bins`` log band energies through a linear layer
+        to ``dim`` dimensions, fitted with the pipeline's loss."""
+
+        class Params(Params):
+            bins: int = pydantic.Field(16, ge=1)
+            dim: int = pydantic.Field(8, ge=1)
+
+        def __init__(self, params: Params, **context: Any):
+            Frontend.__init__(self, params, **context)
+            _check_bins(params.bins, self.clip_samples)
+            super().__init__(params, **context)
+
+        @property
+        def embedding_dim(self) -> int:
+            return self.params.dim
+
+        def build_model(self) -> torch.nn.Module:
+            return torch.nn.Sequential(Bands(self.params.bins), torch.nn.Linear(self.params.bins, self.params.dim))
+
+    ToyTrainedFrontend.__module__ = __name__
+    ToyTrainedFrontend.__qualname__ = "ToyTrainedFrontend"
+    return ToyTrainedFrontend
+
+
+ToyLoss: type  # :class:`ToyLoss` and :class:`ToyTrainedFrontend` are made by the module's ``__getattr__``
+ToyTrainedFrontend: type  # on first use (they need torch)
 
 
 def __getattr__(name: str) -> Any:
     if name == "ToyLoss":
         return _toy_loss()
+    if name == "ToyTrainedFrontend":
+        return _toy_trained_frontend()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -535,6 +579,20 @@ def toy_train_data(workdir: Path, *, sample_rate: int = 16000, clip_samples: int
     )
 
 
+def _check_bins(bins: int, clip_samples: int) -> None:
+    if bins > clip_samples // 2 + 1:
+        raise ConfigError(f"frontend.params.bins: {bins} bands exceed the {clip_samples // 2 + 1} "
+                          f"frequencies of clips of {clip_samples} samples; choose fewer bins")
+
+
+def _band_spectrum(waves: Any, bins: int) -> Any:
+    """``[B, L]`` waveforms -> ``[B, bins]``: the log magnitude spectrum averaged in ``bins`` bands."""
+    import torch
+
+    spectrum = torch.log1p(torch.fft.rfft(waves.float()).abs())
+    return torch.stack([band.mean(dim=1) for band in torch.tensor_split(spectrum, bins, dim=1)], dim=1)
+
+
 class ToyFrontend(Frontend):
     """An untrained frontend: the log magnitude spectrum averaged in ``bins`` bands."""
 
@@ -543,20 +601,36 @@ class ToyFrontend(Frontend):
 
     def __init__(self, params: Params, **context: Any):
         super().__init__(params, **context)
-        if params.bins > self.clip_samples // 2 + 1:
-            raise ConfigError(f"frontend.params.bins: {params.bins} bands exceed the {self.clip_samples // 2 + 1} "
-                              f"frequencies of clips of {self.clip_samples} samples; choose fewer bins")
+        _check_bins(params.bins, self.clip_samples)
 
     @property
     def spec(self) -> FrontendSpec:
         return FrontendSpec(embedding_dim=self.params.bins)
 
     def extract(self, waves: Any) -> FrontendOutput:
-        import torch
+        return FrontendOutput(_band_spectrum(waves, self.params.bins))
 
-        spectrum = torch.log1p(torch.fft.rfft(waves.float()).abs())
-        bands = torch.tensor_split(spectrum, self.params.bins, dim=1)
-        return FrontendOutput(torch.stack([band.mean(dim=1) for band in bands], dim=1))
+
+class ToyBackend(Backend):
+    """The Euclidean distance to the nearest training embedding, whatever the domain or section."""
+
+    def fit(self, train: FeatureSet) -> None:
+        if len(train) == 0:
+            raise AsdcoreError("backend 'toy': no training embeddings to fit on")
+        self.reference = _finite(train.embedding, "training")
+
+    def score(self, test: FeatureSet) -> np.ndarray:
+        queries = _finite(test.embedding, "test")
+        squared = ((queries ** 2).sum(1)[:, None] - 2 * queries @ self.reference.T
+                   + (self.reference ** 2).sum(1)[None, :])
+        return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+
+
+def _finite(embedding: np.ndarray, what: str) -> np.ndarray:
+    embedding = np.asarray(embedding, dtype=np.float64)
+    if not np.isfinite(embedding).all():
+        raise AsdcoreError(f"backend 'toy': {what} embeddings hold NaN or infinite values")
+    return embedding
 
 
 def toy_tones(root: Path, machines: Sequence[str], n_train: int, n_target: int, n_test: int,
@@ -622,6 +696,56 @@ class ToyDataset(Dataset):
             is_anomaly = {"normal": NORMAL, "anomaly": ANOMALY}.get(label, UNKNOWN)
             out.append(Clip(path, machine, split, 0, int(domain == "target"), is_anomaly))
         return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A plugin's tests on the core and the plugin alone
+
+
+@contextlib.contextmanager
+def only_plugins(*plugins: str, toys: bool = True) -> Iterator[Registry]:
+    """Inside the block only the core's components, the named plugins (entry point names) and, with
+    ``toys``, the toy components are loaded: dataset ``toy`` (:class:`ToyDataset`), frontends ``toy``
+    (:class:`ToyFrontend`) and ``toy_trained`` (:class:`ToyTrainedFrontend`), loss ``toy`` (:class:`ToyLoss`),
+    backend ``toy`` (:class:`ToyBackend`). ``ASDCORE_LOAD_PLUGINS`` is set, so processes started inside
+    the block (executors' workers, the ``asdcore`` program) load the same, and the process-wide registry
+    is one that loads just these. A plugin's ``tests/conftest.py`` uses it so that its tests pass with
+    the core and the plugin alone, also beside other plugins' tests in one pytest session::
+
+        @pytest.fixture(autouse=True)
+        def only_this_plugin():
+            with only_plugins("asd_backends"):
+                yield
+    """
+    selection = ",".join([*plugins, *([TOYS] if toys else [])])
+    previous = os.environ.get(LOAD_ENV)
+    os.environ[LOAD_ENV] = selection
+    try:
+        with use_registry(_registry_loading(selection)) as registry:
+            yield registry
+    finally:
+        if previous is None:
+            os.environ.pop(LOAD_ENV, None)
+        else:
+            os.environ[LOAD_ENV] = previous
+
+
+@functools.cache
+def _registry_loading(selection: str) -> Registry:
+    """One registry per selection, built while ``ASDCORE_LOAD_PLUGINS`` is ``selection``."""
+    return Registry()
+
+
+def run_cli(*args: str, **kwargs: Any) -> Any:
+    """Run ``asdcore ARGS`` in this process with the process-wide registry's plugins and their commands;
+    returns click's ``Result`` (``exit_code``, ``output``, ``exception``). ``kwargs`` go to
+    ``click.testing.CliRunner.invoke`` (``input``, ``env``, ...)."""
+    from click.testing import CliRunner
+
+    from .cli import cli
+
+    get_registry().add_commands(cli)
+    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
