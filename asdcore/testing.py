@@ -28,8 +28,10 @@ with optional params. Backend checks run on tiny seeded synthetic embeddings::
     def test_each(check):
         check("mahalanobis")
 
-:class:`ToyFrontend`, :class:`ToyLoss` and :class:`ToyDataset` are small conforming components, so that a
-plugin's tests need only the core and the plugin itself.
+:class:`ToyDataset`, :class:`ToyFrontend`, :class:`ToyTrainedFrontend`, :class:`ToyLoss` and :class:`ToyBackend`
+are small conforming components; :func:`only_plugins` registers them (all named ``toy``, the trained frontend
+``toy_trained``) beside the core and the named plugins alone, so that a plugin's tests need only the core
+and the plugin itself; :func:`run_cli` runs the command line in process.
 
 :func:`train_data_parallel` trains the frontends of pipelines as several data-parallel CPU processes, as
 ``devices: N`` does, to check that a frontend (and its loss) trains under DDP.

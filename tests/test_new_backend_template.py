@@ -54,7 +54,7 @@ def test_default_names_and_file_set(tmp_path):
     assert path.name == "asd-mahalanobis"
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
     assert files == ["CHANGELOG.md", "README.md", "asd_mahalanobis/__init__.py", "asd_mahalanobis/mahalanobis.py",
-                     "asd_mahalanobis/plugin.py", "pyproject.toml", "tests/test_backend.py"]
+                     "asd_mahalanobis/plugin.py", "pyproject.toml", "tests/conftest.py", "tests/test_backend.py"]
     for source in path.rglob("*.py"):
         py_compile.compile(str(source), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
     pyproject = (path / "pyproject.toml").read_text()

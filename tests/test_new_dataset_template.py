@@ -30,7 +30,7 @@ def test_default_names_and_file_set(tmp_path):
     assert path.name == "asd-wav-folders"
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
     assert files == ["CHANGELOG.md", "README.md", "asd_wav_folders/__init__.py", "asd_wav_folders/plugin.py",
-                     "asd_wav_folders/wav_folders.py", "pyproject.toml", "tests/test_dataset.py"]
+                     "asd_wav_folders/wav_folders.py", "pyproject.toml", "tests/conftest.py", "tests/test_dataset.py"]
     for source in path.rglob("*.py"):
         py_compile.compile(str(source), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
     pyproject = (path / "pyproject.toml").read_text()

@@ -65,7 +65,7 @@ def test_default_names_and_file_set(tmp_path):
     assert path.name == "asd-logmel"
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
     assert files == ["CHANGELOG.md", "README.md", "asd_logmel/__init__.py", "asd_logmel/logmel.py",
-                     "asd_logmel/plugin.py", "pyproject.toml", "tests/test_frontend.py"]
+                     "asd_logmel/plugin.py", "pyproject.toml", "tests/conftest.py", "tests/test_frontend.py"]
     for source in path.rglob("*.py"):
         py_compile.compile(str(source), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
     pyproject = (path / "pyproject.toml").read_text()

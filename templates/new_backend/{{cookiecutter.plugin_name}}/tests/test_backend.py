@@ -1,19 +1,14 @@
+import json
+
 import numpy as np
 import pytest
 
-from asdcore import SOURCE, TARGET, AsdcoreError, Registry, use_registry
-from asdcore.testing import CHECKS, create_backend, synthetic
+from asdcore import SOURCE, TARGET, AsdcoreError
+from asdcore.testing import CHECKS, create_backend, run_cli, synthetic
 from {{ cookiecutter.package_name }}.{{ cookiecutter.backend_name }} import {{ cookiecutter.class_name }}
 
 NAME = "{{ cookiecutter.backend_name }}"
 PARAMS = [{}, {"shrinkage": 0.2}, {"domains": "separate"}]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registry():
-    """The registry of the installed distributions, with this plugin loaded through its entry point."""
-    with use_registry(Registry()) as registry:
-        yield registry
 
 
 def test_entry_point_registers_the_backend(registry):
@@ -58,3 +53,18 @@ def test_a_single_embedding_per_domain_is_an_error():
     with pytest.raises(AsdcoreError, match="at least 2 training embeddings, target has 1; use domains: pooled"):
         backend.fit(one_target)
     create_backend(NAME).fit(one_target)
+
+
+def test_scores_a_pipeline(tmp_path):
+    """A whole run on the toy dataset and frontend of asdcore.testing, ending with the official score table."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(json.dumps({
+        "name": "probe", "dataset": {"name": "toy", "root": str(tmp_path / "data"), "generate": True},
+        "frontend": {"name": "toy", "params": {"bins": 8}}, "backends": [{"name": NAME}],
+        "evaluation": {"plots": False}, "output": str(tmp_path / "results"), "seeds": [0],
+    }))  # JSON is YAML
+    result = run_cli("-q", "run", pipeline, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"| {NAME} |" in result.output
+    scores = tmp_path / "results" / "probe" / "toy" / "seed0" / "alpha" / NAME / "anomaly_score_alpha_section_00_test.csv"
+    assert len(scores.read_text().splitlines()) == 8  # the toy dataset's test clips of machine type alpha

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import soundfile as sf
 
 import asdcore
-from asdcore.testing import check_dataset
+from asdcore.testing import check_dataset, run_cli
 from {{ cookiecutter.package_name }}.{{ cookiecutter.dataset_name }} import {{ cookiecutter.class_name }}
 
 NAME = "{{ cookiecutter.dataset_name }}"
@@ -104,3 +105,21 @@ def test_unusable_audio_is_an_error_naming_the_file(root, kwargs, message):
     with pytest.raises(asdcore.AudioError) as info:
         data.load(clip)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_scores_a_pipeline(root):
+    """A whole run with the toy frontend and backend of asdcore.testing, ending with the official score table."""
+    outside = root.parent / f"{root.name}-run"  # not a machine type folder of the dataset
+    outside.mkdir()
+    pipeline = outside / "pipeline.yaml"
+    pipeline.write_text(json.dumps({
+        "name": "probe", "dataset": {"name": NAME, "root": str(root)},
+        "frontend": {"name": "toy", "params": {"bins": 8}}, "backends": [{"name": "toy"}],
+        "evaluation": {"plots": False}, "output": str(outside / "results"), "seeds": [0],
+    }))  # JSON is YAML
+    result = run_cli("-q", "run", pipeline, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "| toy |" in result.output
+    run = outside / "results" / "probe" / NAME / "seed0"
+    assert sorted(p.name for p in run.glob("*/toy/anomaly_score_*_test.csv")) == [
+        "anomaly_score_fan_section_00_test.csv", "anomaly_score_pump_section_00_test.csv"]

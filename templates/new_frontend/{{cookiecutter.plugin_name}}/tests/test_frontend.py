@@ -1,10 +1,11 @@
+import json
 import math
 
 import pytest
 import torch
 
 import asdcore
-from asdcore.testing import check_frontend
+from asdcore.testing import check_frontend, run_cli
 from {{ cookiecutter.package_name }}.{{ cookiecutter.frontend_name }} import {{ cookiecutter.class_name }}
 
 NAME = "{{ cookiecutter.frontend_name }}"
@@ -60,3 +61,18 @@ def test_window_longer_than_the_clips_is_a_config_error():
     params = {{ cookiecutter.class_name }}.Params(n_fft=2048)
     with pytest.raises(asdcore.ConfigError, match="frontend.params.n_fft: a window of 2048 samples is longer"):
         {{ cookiecutter.class_name }}(params, sample_rate=16000, clip_samples=1000)
+
+
+def test_scores_a_pipeline(tmp_path):
+    """A whole run with the toy dataset and backend of asdcore.testing, ending with the official score table."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(json.dumps({
+        "name": "probe", "dataset": {"name": "toy", "root": str(tmp_path / "data"), "generate": True},
+        "frontend": {"name": NAME, "params": {"n_mels": 16, "n_fft": 256}}, "backends": [{"name": "toy"}],
+        "evaluation": {"plots": False}, "output": str(tmp_path / "results"), "seeds": [0],
+    }))  # JSON is YAML
+    result = run_cli("-q", "run", pipeline, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "| toy |" in result.output
+    features = tmp_path / "results" / "probe" / "toy" / "shared" / "alpha" / "features.h5"
+    assert features.is_file()
