@@ -1,8 +1,12 @@
-"""The plugin contract: the core imports no plugin; plugins and templates use only the public API
-(``asdcore.__all__`` and ``asdcore.PUBLIC_MODULES``, listed in docs/public-api.md) and no other plugin."""
+"""The plugin contract: the core imports no plugin; plugins, their tests and templates use only the public
+API (``asdcore.__all__`` and ``asdcore.PUBLIC_MODULES``, listed in docs/public-api.md) and no other plugin;
+a plugin's tests load only the core and the plugin."""
 import ast
 import inspect
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,6 +108,82 @@ def test_plugin_packages_use_only_the_public_api_and_no_other_plugin():
             problems += [f"{path.relative_to(ROOT)}: {problem}"
                          for problem in contract_violations(imports(tree), asdcore_attributes(tree), package.name)]
     assert not problems, "plugins may use only docs/public-api.md:\n" + "\n".join(problems)
+
+
+def test_plugin_tests_use_only_the_public_api_and_their_own_plugin():
+    problems = []
+    for package in plugin_packages():
+        files = python_files(package.parent / "tests")
+        assert files, f"{package.parent.name} has no tests"
+        for path in files:
+            tree = ast.parse(path.read_text())
+            problems += [f"{path.relative_to(ROOT)}: {problem}"
+                         for problem in contract_violations(imports(tree), asdcore_attributes(tree), package.name)]
+    assert not problems, "a plugin's tests may use only docs/public-api.md and the plugin:\n" + "\n".join(problems)
+
+
+def entry_points(distribution: Path) -> list[str]:
+    """The names in the ``[project.entry-points.asdcore]`` table of a distribution's pyproject.toml."""
+    table = (distribution / "pyproject.toml").read_text().split("[project.entry-points.asdcore]\n")[1].split("\n[")[0]
+    return re.findall(r"^(\w+)\s*=", table, flags=re.MULTILINE)
+
+
+def only_plugins_fixtures(conftest: Path) -> list[list[str]]:
+    """The arguments of ``only_plugins(...)`` in the autouse fixtures of ``conftest``."""
+    found = []
+    for node in ast.walk(ast.parse(conftest.read_text())):
+        autouse = isinstance(node, ast.FunctionDef) and any(
+            isinstance(d, ast.Call) and any(k.arg == "autouse" and getattr(k.value, "value", False) for k in d.keywords)
+            for d in node.decorator_list)
+        if autouse:
+            found += [[a.value for a in call.args if isinstance(a, ast.Constant)] for call in ast.walk(node)
+                      if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "only_plugins"]
+    return found
+
+
+@pytest.mark.parametrize("package", plugin_packages(), ids=lambda p: p.name)
+def test_plugin_tests_load_only_the_core_and_their_plugin(package):
+    """Every test of a plugin runs inside ``only_plugins(<its entry point>)``, also within the whole suite."""
+    assert entry_points(package.parent) == [package.name]
+    assert [package.name] in only_plugins_fixtures(package.parent / "tests" / "conftest.py")
+
+
+def test_the_fixture_check_needs_autouse_and_the_own_plugin(tmp_path):
+    conftest = tmp_path / "conftest.py"
+    conftest.write_text("@pytest.fixture(autouse=True)\ndef a():\n    with only_plugins('asd_x'):\n        yield\n"
+                        "@pytest.fixture\ndef b():\n    with only_plugins('asd_y'):\n        yield\n")
+    assert only_plugins_fixtures(conftest) == [["asd_x"]]
+
+
+BLOCKING_RUN = """
+import sys
+
+import pytest
+
+
+class OtherPlugins:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}}: only asdcore and {own} may be imported here")
+
+
+sys.meta_path.insert(0, OtherPlugins())
+sys.exit(pytest.main({arguments!r}))
+"""
+
+
+def test_a_plugins_tests_pass_with_the_other_plugins_unimportable():
+    """``python -m pytest plugins/asd_backends/tests`` with ASDCORE_LOAD_PLUGINS naming it alone, every other
+    plugin package made unimportable: all its tests pass (the other plugins' tests use the same fixture)."""
+    own = "asd_backends"
+    blocked = sorted(p.name for p in plugin_packages() if p.name != own)
+    folder = f"plugins/{own}/tests"
+    code = BLOCKING_RUN.format(blocked=blocked, own=own, arguments=[folder, "-q", "-p", "no:cacheprovider"])
+    env = {**os.environ, "ASDCORE_LOAD_PLUGINS": f"{own},asdcore.testing"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in summary and not re.search(r"skipped|failed|error", summary), summary
 
 
 def test_templates_use_only_the_public_api():
