@@ -150,7 +150,10 @@ def evaluate_command(ctx, pipeline, overrides, seeds, no_progress, year, scorer_
     name = scorer_name or (f"dcase{year}" if year else None)
     if name is None:
         raise click.UsageError("--scores needs --year (or --scorer)")
-    scorer = get_registry().create("scorers", name, path="--year")
+    scorer = get_registry().create("scorers", name, path="--year" if scorer_name is None else "--scorer")
+    if not scorer.reads_submissions:
+        raise click.UsageError(f"scorer {name!r} reads no submission files; use --year YEAR (the dcase<YEAR> "
+                               f"scorers of asd-datasets read the official formats)")
     result = evaluate_submission(scorer, scores, ground_truth, allow_partial=allow_partial)
     text = json.dumps(_finite_or_none(result), indent=2, allow_nan=False)
     if json_path is not None:

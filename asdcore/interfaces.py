@@ -366,8 +366,14 @@ class Scorer:
         return []
 
     def read_submission(self, scores_dir: Path, ground_truth_dir: Path | None) -> list["Submission"]:
-        """Read a submission in this scorer's official file formats, joined with its ground truth."""
+        """Read a submission in this scorer's official file formats, joined with its ground truth (scorers
+        that implement it are the ones ``asdcore evaluate --scores`` takes)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read submissions in an official format")
+
+    @property
+    def reads_submissions(self) -> bool:
+        """Whether the scorer implements :meth:`read_submission`."""
+        return type(self).read_submission is not Scorer.read_submission
 
 
 @dataclass

@@ -109,6 +109,42 @@ def test_evaluating_a_submission_and_tabulating_import_no_torch(tmp_path):
     assert "| p / knn | 75.00" in result.stdout and "HEAVY []" in result.stdout
 
 
+WITHOUT_TORCH = """
+import sys
+
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchaudio", "lightning_fabric", "matplotlib", "asd_frontends",
+                                  "asd_frontends_ssl", "asd_backends", "asd_executors"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+sys.meta_path.insert(0, NotInstalled())
+from asdcore.cli import main
+sys.argv = ["asdcore", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_submission_is_evaluated_where_torch_is_not_installed(tmp_path):
+    """The core and asd-datasets (the DCASE scorers) alone, torch and the other plugins unimportable."""
+    scores = tmp_path / "submission"
+    scores.mkdir()
+    rows = [(f"section_00_{domain}_test_{label}_{i:04d}_spd_1000.wav", 0.1 * i + (label == "anomaly"))
+            for domain in ("source", "target") for label in ("normal", "anomaly") for i in range(5)]
+    (scores / "anomaly_score_fan_section_00_test.csv").write_text("".join(f"{n},{v}\n" for n, v in rows))
+    env = {**os.environ, "ASDCORE_LOAD_PLUGINS": "asd_datasets"}
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "evaluate", "--year", "2023", "--scores",
+                             str(scores), "--allow-partial"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "fan: " in result.stdout
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "evaluate", "--scorer", "hmean", "--scores",
+                             str(scores)], capture_output=True, text=True, env={**env, "ASDCORE_LOAD_PLUGINS": ""})
+    assert result.returncode == 2
+    assert "scorer 'hmean' reads no submission files; use --year YEAR" in result.stderr
+
+
 def test_a_plugin_for_another_core_api_is_refused_naming_it(tmp_path):
     from test_registry import _fake_distribution
 
