@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -89,13 +90,18 @@ def test_light_commands_import_no_torch(command):
     assert "HEAVY []" in result.stdout
 
 
-def test_evaluating_a_submission_and_tabulating_import_no_torch(tmp_path):
-    scores = tmp_path / "submission"
-    scores.mkdir()
+def fan_submission(folder: Path) -> Path:
+    """Score and decision files of DCASE 2023's fan, section 00 (a partial submission of ten clips a class)."""
+    folder.mkdir()
     rows = [(f"section_00_{domain}_test_{label}_{i:04d}_spd_1000.wav", 0.1 * i + (label == "anomaly"))
             for domain in ("source", "target") for label in ("normal", "anomaly") for i in range(5)]
-    (scores / "anomaly_score_fan_section_00_test.csv").write_text("".join(f"{n},{v}\n" for n, v in rows))
-    (scores / "decision_result_fan_section_00_test.csv").write_text("".join(f"{n},{int(v > 1)}\n" for n, v in rows))
+    (folder / "anomaly_score_fan_section_00_test.csv").write_text("".join(f"{n},{v}\n" for n, v in rows))
+    (folder / "decision_result_fan_section_00_test.csv").write_text("".join(f"{n},{int(v > 1)}\n" for n, v in rows))
+    return folder
+
+
+def test_evaluating_a_submission_and_tabulating_import_no_torch(tmp_path):
+    scores = fan_submission(tmp_path / "submission")
     result = subprocess.run([sys.executable, "-c", LEAN, "evaluate", "--year", "2023", "--scores", str(scores),
                              "--allow-partial"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -129,11 +135,7 @@ main()
 
 def test_a_submission_is_evaluated_where_torch_is_not_installed(tmp_path):
     """The core and asd-datasets (the DCASE scorers) alone, torch and the other plugins unimportable."""
-    scores = tmp_path / "submission"
-    scores.mkdir()
-    rows = [(f"section_00_{domain}_test_{label}_{i:04d}_spd_1000.wav", 0.1 * i + (label == "anomaly"))
-            for domain in ("source", "target") for label in ("normal", "anomaly") for i in range(5)]
-    (scores / "anomaly_score_fan_section_00_test.csv").write_text("".join(f"{n},{v}\n" for n, v in rows))
+    scores = fan_submission(tmp_path / "submission")
     env = {**os.environ, "ASDCORE_LOAD_PLUGINS": "asd_datasets"}
     result = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "evaluate", "--year", "2023", "--scores",
                              str(scores), "--allow-partial"], capture_output=True, text=True, env=env)
