@@ -29,7 +29,7 @@ from .features import FeatureSet, group_name, load_features, load_view, save_fea
 from .interfaces import UNKNOWN, Clip, Evaluation, Frontend, Scorer, TrainData
 from .metrics import gamma_threshold
 from .plan import Unit
-from .scoring import backend_warnings
+from .backend_warnings import backend_warnings
 from .store import unreadable, write_json, write_text
 from .submission import DECISIONS, SCORES, TRAIN_KEY, read_groups, read_table, write_groups
 

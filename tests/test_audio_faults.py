@@ -19,7 +19,7 @@ from asdcore.audio import MAX_TILES, duration, read_audio, require_clip_samples,
 from asdcore.errors import AudioError, ConfigError
 from asdcore.features import FeatureSet
 from asdcore.registry import Registry
-from asdcore.scoring import backend_warnings
+from asdcore.backend_warnings import backend_warnings
 
 SR = 16000
 
