@@ -1,12 +1,13 @@
 """The plugin contract: the core imports no plugin; plugins, their tests and templates use only the public
 API (``asdcore.__all__`` and ``asdcore.PUBLIC_MODULES``, listed in docs/public-api.md) and no other plugin;
-a plugin's tests load only the core and the plugin."""
+a plugin's tests load only the core and the plugin; every distribution requires what it imports."""
 import ast
 import inspect
 import os
 import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,7 @@ def test_the_fixture_check_needs_autouse_and_the_own_plugin(tmp_path):
 
 BLOCKING_RUN = """
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -244,3 +246,26 @@ def test_hookspecs_and_guide_document_every_kind():
             assert needed in doc, f"{hook}: {needed}"
         assert f"check_{SINGULAR[kind]}" in guide and f"`{hook}(register)`" in guide, kind
     assert "cli.add_command" in hookspecs.register_commands.__doc__
+
+
+def normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(distribution: str) -> set[str]:
+    """The distributions ``distribution`` requires, extras included."""
+    return {normalised(re.match(r"[\w.\-]+", r).group()) for r in metadata.requires(distribution) or []}
+
+
+@pytest.mark.parametrize("package", [ROOT / "asdcore", *plugin_packages()], ids=lambda p: p.name)
+def test_every_distribution_declares_what_it_imports(package):
+    """Each third-party top-level module a package imports belongs to a distribution it requires."""
+    provided = metadata.packages_distributions()
+    modules = {module.split(".")[0] for path in python_files(package)
+               for _, module, _ in imports(ast.parse(path.read_text()))}
+    modules -= set(sys.stdlib_module_names) | {package.name}
+    distribution = metadata.distribution(normalised(package.name)).metadata["Name"]
+    declared = requirements(distribution)
+    undeclared = {m: provided.get(m, [m]) for m in sorted(modules)
+                  if not {normalised(d) for d in provided.get(m, [m])} & declared}
+    assert not undeclared, f"{distribution} imports modules of distributions it does not require: {undeclared}"
