@@ -6,16 +6,11 @@ import soundfile as sf
 
 from asd_datasets import synth
 from asd_datasets.layout import ParsedName, parse_name
-from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AudioError, Clip, ConfigError, DatasetError, Registry, fit_length
+from asdcore import ANOMALY, NORMAL, SOURCE, TARGET, AudioError, Clip, ConfigError, DatasetError, fit_length
 
 SR = 16000
 OPTIONS = synth.SynthOptions(machines=("fan", "valve"), n_train_source=3, n_train_target=1, n_test=4,
                              clip_seconds=0.5)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry()
 
 
 @pytest.fixture(scope="module")

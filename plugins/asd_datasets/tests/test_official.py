@@ -2,21 +2,20 @@
 independent computation of what the official evaluators report."""
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from asd_datasets.original_synth import plan, write_original
 from asd_datasets.years import YEARS
-from asdcore import get_registry
-from asdcore.cli import cli
 from asdcore.errors import ArtifactError, DatasetError
-from asdcore.evaluation import evaluate_submission
+from asdcore.testing import run_cli
 
 EPS = np.finfo(np.float64).eps
 DOMAIN_NAMES = ("source", "target")
@@ -124,9 +123,27 @@ def write_tree(year, clips, root, full=False, decisions=None):
     return scores, gt
 
 
+ERRORS = {error.exit_code: error for error in (ArtifactError, DatasetError)}
+
+
 def evaluate(year, scores, gt, allow_partial=False):
-    scorer = get_registry().create("scorers", f"dcase{year}")
-    return evaluate_submission(scorer, scores, gt, allow_partial=allow_partial)
+    """What ``asdcore evaluate`` writes with --json, NaN for its nulls (metrics undefined for clips of one
+    class); a failure is raised as the error of its exit code, with the printed message."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "evaluation.json"
+        result = run_cli("evaluate", "--year", year, "--scores", scores, "--json", out,
+                         *(["--ground-truth", gt] if gt else []), *(["--allow-partial"] if allow_partial else []))
+        if result.exit_code != 0:
+            raise ERRORS.get(result.exit_code, AssertionError)(result.output)
+        return nan_for_none(json.loads(out.read_text()))
+
+
+def nan_for_none(value):
+    if isinstance(value, dict):
+        return {key: nan_for_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [nan_for_none(item) for item in value]
+    return float("nan") if value is None else value
 
 
 # ---------------------------------------------------------------- independent computation
@@ -278,9 +295,8 @@ def year_clips(year):
             for c in make_clips(year * 10 + i, machine, section, subset, counts)]
 
 
-@pytest.fixture(scope="module")
-def registry():
-    registry = get_registry()
+@pytest.fixture
+def registry(registry):
     assert registry.get("scorers", "dcase2023").distribution == "asd-datasets"
     return registry
 
@@ -307,7 +323,6 @@ def test_official_round_trip(registry, tmp_path, year):
     for data in got["machines"].values():
         assert {"official", "sections"} <= set(data)
         assert all(re.fullmatch(r"\d\d", key) for key in data["sections"])
-    assert json.loads(json.dumps(got)) == got
 
 
 @pytest.mark.parametrize("year", [2020, 2021, 2023])
@@ -506,8 +521,9 @@ def test_malformed_ground_truth_names_the_file(registry, tmp_path, case):
 
 def test_missing_ground_truth_folder(registry, tmp_path):
     scores, _ = write_tree(2023, year_clips(2023), tmp_path)
+    scorer = registry.create("scorers", "dcase2023")
     with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "nowhere"))):
-        evaluate(2023, scores, tmp_path / "nowhere")
+        scorer.read_submission(scores, tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------- the command line
@@ -516,8 +532,8 @@ def test_missing_ground_truth_folder(registry, tmp_path):
 def test_cli_writes_the_evaluation_as_json(registry, tmp_path):
     scores, gt = write_tree(2023, year_clips(2023), tmp_path)
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores),
-                                      "--ground-truth", str(gt), "--json", str(out)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores),
+                     "--ground-truth", str(gt), "--json", str(out))
     assert result.exit_code == 0, result.output
     expected = evaluate(2023, scores, gt)
     assert json.loads(out.read_text()) == expected
@@ -541,8 +557,8 @@ def test_cli_2026_on_the_ground_truth_of_a_synthetic_tree(registry, tmp_path):
                            for domain in (False, True)] + [roc_auc_score(y, s, max_fpr=0.1)]
         all_values += values[machine]
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2026", "--scores", str(scores),
-                                      "--ground-truth", str(tree / "ground_truth"), "--json", str(out)])
+    result = run_cli("evaluate", "--year", "2026", "--scores", str(scores),
+                     "--ground-truth", str(tree / "ground_truth"), "--json", str(out))
     assert result.exit_code == 0, result.output
     got = json.loads(out.read_text())
     assert got["complete"] is True and set(got["machines"]) == set(values)
@@ -554,8 +570,7 @@ def test_cli_2026_on_the_ground_truth_of_a_synthetic_tree(registry, tmp_path):
 def test_cli_bad_submission_is_a_clean_error(registry, tmp_path):
     scores, gt, score_file, _ = only_eval_2023(tmp_path)
     edit(score_file, lambda lines: lines + lines[:1])
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores),
-                                      "--ground-truth", str(gt)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores), "--ground-truth", str(gt))
     assert result.exit_code == 5  # a score file that cannot be read
     assert "Error:" in result.output and str(score_file) in result.output
     assert "Traceback" not in result.output
@@ -563,14 +578,14 @@ def test_cli_bad_submission_is_a_clean_error(registry, tmp_path):
 
 def test_cli_scores_without_year_is_a_usage_error(registry, tmp_path):
     scores, _ = write_tree(2023, year_clips(2023), tmp_path)
-    result = CliRunner().invoke(cli, ["evaluate", "--scores", str(scores)])
+    result = run_cli("evaluate", "--scores", str(scores))
     assert result.exit_code == 2
     assert "--year" in result.output and "Usage:" in result.output
 
 
 def test_cli_unknown_year_is_a_clean_error(registry, tmp_path):
     scores, _ = write_tree(2023, year_clips(2023), tmp_path)
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2019", "--scores", str(scores)])
+    result = run_cli("evaluate", "--year", "2019", "--scores", str(scores))
     assert result.exit_code == 2  # an unknown scorer
     assert "Error:" in result.output and "dcase2019" in result.output and "Traceback" not in result.output
 
@@ -650,7 +665,7 @@ def test_partial_official_score_is_the_mean_over_the_machines_present(registry, 
 
 def test_cli_missing_groups_without_allow_partial(registry, tmp_path):
     _, scores, _, _ = partial_tree(tmp_path, "2023 dev")
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores))
     assert result.exit_code == 5 and "Traceback" not in result.output
     assert "Error:" in result.output and "gearbox section 00, valve section 00; --allow-partial" in result.output
 
@@ -658,8 +673,7 @@ def test_cli_missing_groups_without_allow_partial(registry, tmp_path):
 def test_cli_allow_partial_reports_what_is_missing(registry, tmp_path):
     year, scores, gt, kept = partial_tree(tmp_path, "2023 dev")
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--allow-partial",
-                                      "--json", str(out)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores), "--allow-partial", "--json", str(out))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "INCOMPLETE, scored without: gearbox section 00; valve section 00"
@@ -673,7 +687,7 @@ def test_cli_allow_partial_reports_what_is_missing(registry, tmp_path):
 def test_cli_complete_submission_says_so_in_json(registry, tmp_path):
     scores, _ = write_tree(2023, spec_clips(2023, "dev"), tmp_path)
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--json", str(out)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores), "--json", str(out))
     assert result.exit_code == 0, result.output
     assert result.output.startswith("official score: ")
     got = json.loads(out.read_text())
@@ -731,8 +745,8 @@ def test_machine_with_one_class_in_one_subset_only(registry, tmp_path, caplog):
 def test_cli_machine_with_only_normal_clips_writes_null(registry, tmp_path):
     _, scores, gt = normal_only_tree(tmp_path, machine="ToyTank")
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, ["evaluate", "--year", "2023", "--scores", str(scores), "--ground-truth",
-                                      str(gt), "--json", str(out)])
+    result = run_cli("evaluate", "--year", "2023", "--scores", str(scores), "--ground-truth",
+                     str(gt), "--json", str(out))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "INCOMPLETE, scored without: ToyTank section 00: no anomalous clips"
     assert "NaN" not in out.read_text()

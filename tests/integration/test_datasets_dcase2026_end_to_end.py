@@ -7,23 +7,20 @@ from pathlib import Path
 
 import h5py
 import pytest
-from click.testing import CliRunner
 
-from asd_datasets.commands import data
-from asdcore.cli import cli
+from asdcore.testing import run_cli
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 MACHINES = ["ToyCarEmu", "ToyDrone"]
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("dcase2026")
-    runner = CliRunner()
     for command in (["synth", "--year", "2026", "--machines", ",".join(MACHINES), "--n-train", "12", "--n-test", "4",
                      "--clip-seconds", "0.4"],
                     ["format", "--year", "2026"], ["labels", "--year", "2026"]):
-        result = runner.invoke(data, [*command, "--root", str(root)])
+        result = run_cli("data", *command, "--root", root)
         assert result.exit_code == 0, result.output
     return root
 
@@ -31,8 +28,7 @@ def data_root(tmp_path_factory):
 def run(recipe: str, root: Path, output: Path, *overrides: str):
     sets = [f"dataset.root={root}", f"dataset.machines=[{','.join(MACHINES)}]", f"output={output}", "device=cpu",
             "extraction.batch_size=16", *overrides]
-    result = CliRunner().invoke(cli, ["run", str(RECIPES / recipe), "--no-progress",
-                                      *[arg for item in sets for arg in ("--set", item)]])
+    result = run_cli("run", RECIPES / recipe, "--no-progress", *[arg for item in sets for arg in ("--set", item)])
     assert result.exit_code == 0, result.output
     return result.output
 
