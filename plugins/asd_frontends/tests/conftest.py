@@ -1,6 +1,10 @@
-import sys
-from pathlib import Path
+import pytest
 
-# The tests' helper modules are imported by name, also in the processes that data-parallel tests spawn
-# (they inherit this path).
-sys.path.insert(0, str(Path(__file__).parent))
+from asdcore.testing import only_plugins
+
+
+@pytest.fixture(autouse=True)
+def only_this_plugin():
+    """Only the core, this plugin and the toy components are loaded."""
+    with only_plugins("asd_frontends"):
+        yield

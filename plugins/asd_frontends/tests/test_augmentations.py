@@ -3,7 +3,6 @@ import pytest
 import torch
 
 import asdcore
-from asdcore import Registry
 from asd_frontends.augmentations import Mixup, SpecAugment, _band_mask
 
 N_FFT, HOP = 1024, 256
@@ -113,7 +112,7 @@ def test_specaugment_frequency_mask_removes_a_band_of_bins(batch):
 
 
 def test_registered_by_path_and_strict_params():
-    registry = Registry()
+    registry = asdcore.get_registry()
     assert {name: registry.get("augmentations", name).cls for name in ("mixup", "specaugment")} == \
            {"mixup": Mixup, "specaugment": SpecAugment}
     for cls in (Mixup, SpecAugment):

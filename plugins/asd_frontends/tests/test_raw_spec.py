@@ -2,15 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from asdcore import Registry
+import asdcore
 from asdcore.errors import ConfigError
 
 SR = 16000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry():
-    return Registry()
+    """The process-wide registry: the core, this plugin and the toys."""
+    return asdcore.get_registry()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import asdcore
-from asdcore import Registry
 from asdcore.errors import AudioError, ConfigError
 from asd_frontends.ae import long_enough, min_samples
 from asd_frontends.multibranch import MultiBranchNet, spectrogram_min_samples, spectrum_min_samples
@@ -14,9 +13,10 @@ from asd_frontends.multibranch import MultiBranchNet, spectrogram_min_samples, s
 SR = 16000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry():
-    return Registry()
+    """The process-wide registry: the core, this plugin and the toys."""
+    return asdcore.get_registry()
 
 
 def frontend(registry, clip_samples: int, n_ffts: list[int]):

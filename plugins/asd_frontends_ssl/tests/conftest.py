@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import asdcore  # noqa: E402
-from asdcore import Registry, TrainData, TrainingConfig  # noqa: E402
+from asdcore import TrainData, TrainingConfig  # noqa: E402
+from asdcore.testing import only_plugins  # noqa: E402
 
 SECONDS = 0.6
 
@@ -20,10 +21,17 @@ BEATS_TINY = {"encoder_layers": 2, "encoder_embed_dim": 64, "encoder_ffn_embed_d
 EAT_TINY = {"depth": 2, "embed_dim": 64, "num_heads": 4, "max_length": 64}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
+def only_this_plugin():
+    """Only the core, this plugin and the toy components are loaded."""
+    with only_plugins("asd_frontends_ssl"):
+        yield
+
+
+@pytest.fixture
 def registry():
-    """The installed plugins, this one included (through its entry point)."""
-    return Registry()
+    """The process-wide registry: the core, this plugin (through its entry point) and the toys."""
+    return asdcore.get_registry()
 
 
 @pytest.fixture(scope="session")

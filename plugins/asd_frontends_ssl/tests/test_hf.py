@@ -3,7 +3,6 @@ import pytest
 import torch
 
 import asdcore
-from asdcore.training import CHECKPOINT
 from asd_frontends_ssl.hf_features import AstFeatures, CpuFeatures, Wav2Vec2Features, WhisperFeatures, hf_features
 from asd_frontends_ssl.lora import trainable_state
 
@@ -79,7 +78,7 @@ def test_training_leaves_the_model_intact_and_round_trips(registry, wav2vec2, tm
     after = dict(frontend.model.named_parameters())
     assert all(torch.equal(after[n], v) != after[n].requires_grad for n, v in before.items())
     trained = set(trainable_state(frontend.model))
-    assert set(torch.load(tmp_path / "work" / CHECKPOINT, weights_only=False)["model"]) == trained
+    assert set(frontend.checkpoint_state()) == trained  # what training checkpoints hold
     frontend.save(tmp_path / "model")
     assert set(torch.load(tmp_path / "model" / "model.pt", weights_only=True)) == trained
     restored = create(registry, seed=1, model=wav2vec2, pooling="attentive_stats")
@@ -116,6 +115,24 @@ def test_other_sample_rates_are_resampled_for_the_feature_extractor(registry, wa
 
     torch.testing.assert_close(frontend.extract(x).embedding,
                                at_16k.extract(torchaudio.functional.resample(x, 8000, 16000)).embedding)
+
+
+def test_the_trained_encoder_runs_end_to_end_on_the_toy_dataset(wav2vec2, tmp_path):
+    """Through the engine: 8-kHz toy clips resampled, LoRA and head trained, only they saved, clips scored."""
+    config = {"name": "hf", "dataset": {"name": "toy", "root": str(tmp_path / "data"), "generate": True},
+              "frontend": {"name": "hf_encoder", "params": {"model": wav2vec2, "lora_rank": 4, "embedding_dim": 8},
+                           "loss": {"name": "toy"}, "training": {"epochs": 1, "batch_size": 8, "num_workers": 0}},
+              "backends": [{"name": "toy"}], "evaluation": {"plots": False}, "output": str(tmp_path / "out"),
+              "seeds": [0], "device": "cpu"}
+    seed = asdcore.Pipeline.create(asdcore.load_config(config), progress=False).run() / "seed0"
+    assert "toy,all,dev,official," in (seed / "summary.csv").read_text()
+    for machine in ("alpha", "beta"):
+        scores = seed / machine / "toy" / f"anomaly_score_{machine}_section_00_test.csv"
+        assert len(scores.read_text().splitlines()) == 8
+    assert len((seed / "frontend" / "shared" / "train_log.csv").read_text().splitlines()) == 2
+    saved = torch.load(seed / "frontend" / "shared" / "model" / "model.pt", weights_only=True)
+    assert any(".lora_A." in k for k in saved) and any(k.startswith("projection_net.") for k in saved)
+    assert all(".lora_" in k or k.startswith("projection_net.") for k in saved)
 
 
 @pytest.mark.parametrize("params, message", [

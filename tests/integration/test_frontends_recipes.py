@@ -1,4 +1,5 @@
-"""Every paper recipe trains on tiny synthetic data: a few steps lower its training loss."""
+"""Every paper recipe of asd-frontends trains on tiny synthetic data (asd-datasets): a few steps lower its
+training loss; the autoencoder recipes run end to end through the passthrough backend (asd-backends)."""
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from asdcore import Registry, TrainData, load_config
 from asdcore.training import train
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TRAINED = ["ae", "dis_multispec_scac_trainable", "dis_spec_adacos_fixed", "dis_spec_adacos_fixed_wo_mixup",
            "dis_spec_featex", "dis_spec_scac_fixed", "dis_spec_scac_trainable", "dis_spec_subspaceloss"]
 BASELINE = ["dcase_baseline_ae_mse", "dcase_baseline_ae_mahalanobis"]  # own training loop: run end to end

@@ -1,5 +1,6 @@
-"""The four SSL recipes run end to end through the engine on tiny synthetic data and tiny random
-checkpoints (given through the recipes' environment variables); only the scale is overridden."""
+"""The SSL recipes of asd-frontends-ssl run end to end through the engine on tiny synthetic data (asd-datasets)
+and tiny random checkpoints (given through the recipes' environment variables), with the losses, augmentations
+and backends of the other plugins; only the scale is overridden."""
 import math
 from pathlib import Path
 
@@ -7,13 +8,38 @@ import pytest
 import torch
 import yaml
 
-from asdcore import Pipeline, load_config
+from asdcore import Pipeline, Registry, load_config
 from asdcore.testing import train_data_parallel
 from asdcore.training import CHECKPOINT
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TRAINED = ["dis_beats_scac_trainable", "dis_eat_scac_trainable"]
 RAW = ["raw_beats", "raw_eat", "raw_beats_memory_bank"]
+BEATS_TINY = {"encoder_layers": 2, "encoder_embed_dim": 64, "encoder_ffn_embed_dim": 128,
+              "encoder_attention_heads": 4, "embed_dim": 32, "conv_pos": 16, "conv_pos_groups": 4}
+EAT_TINY = {"depth": 2, "embed_dim": 64, "num_heads": 4, "max_length": 64}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """The installed plugins."""
+    return Registry()
+
+
+@pytest.fixture(scope="module")
+def beats_checkpoint(tmp_path_factory):
+    from asd_frontends_ssl.beats import write_random_checkpoint
+
+    return str(write_random_checkpoint(tmp_path_factory.mktemp("beats") / "beats.pt", BEATS_TINY))
+
+
+@pytest.fixture(scope="module")
+def eat_checkpoint(tmp_path_factory):
+    from asd_frontends_ssl.eat import write_random_checkpoint
+
+    path = tmp_path_factory.mktemp("eat") / "eat.pt"
+    write_random_checkpoint(path, EAT_TINY)
+    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Every recipe of this plugin trains in bf16-mixed as two data-parallel processes; the dynamic scales cover the
-global batch; ``torchrun`` runs a whole pipeline."""
+"""Every recipe of asd-frontends trains in bf16-mixed as two data-parallel processes on tiny synthetic data
+(asd-datasets); ``torchrun`` runs a whole pipeline (with the knn backend of asd-backends)."""
 import math
 import shutil
 import subprocess
@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from asdcore import Registry, distributed, load_config
+from asdcore import Registry, load_config
 from asdcore.testing import train_data_parallel
-import two_processes
-from test_recipes import RECIPES, TRAINED
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+TRAINED = ["ae", "dis_multispec_scac_trainable", "dis_spec_adacos_fixed", "dis_spec_adacos_fixed_wo_mixup",
+           "dis_spec_featex", "dis_spec_scac_fixed", "dis_spec_scac_trainable", "dis_spec_subspaceloss"]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +41,6 @@ def test_every_recipe_trains_in_bf16_on_two_processes(registry, tmp_path):
             assert (folder / "model" / "model.pt").exists(), name
             losses = [float(r.split(",")[1]) for r in (folder / "train_log.csv").read_text().splitlines()[1:]]
             assert len(losses) == 2 and all(math.isfinite(v) for v in losses), name
-
-
-def test_dynamic_scales_cover_the_global_batch(tmp_path):
-    distributed.spawn(two_processes.save_dynamic_scales, (tmp_path / "scales.pt",), 2)
-    single = two_processes.dynamic_scales()
-    assert torch.load(tmp_path / "scales.pt") == pytest.approx(single, rel=1e-6)
-    assert len(set(single.values())) == 3  # three different updated scales
 
 
 def test_torchrun_runs_a_pipeline_with_training_on_every_process(registry, tmp_path):
