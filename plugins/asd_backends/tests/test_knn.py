@@ -2,18 +2,7 @@ import numpy as np
 import pytest
 
 import asd_backends.distances
-from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry()
-
-
-def features(embedding, domain):
-    n = len(embedding)
-    return FeatureSet(embedding=embedding, path=[f"c{i}.wav" for i in range(n)], section=np.zeros(n),
-                      domain=domain, is_anomaly=np.zeros(n), attribute=[""] * n)
+from asdcore import SOURCE, TARGET, AsdcoreError
 
 
 def brute_force(train, test, k_source, k_target, metric):
@@ -33,14 +22,8 @@ def brute_force(train, test, k_source, k_target, metric):
     return np.array(scores)
 
 
-def knn_scores(registry, train, test, **params):
-    backend = registry.create("backends", "knn", params=params)
-    backend.fit(train)
-    return backend.score(test)
-
-
 @pytest.fixture
-def data():
+def data(features):
     rng = np.random.default_rng(1)
     train = features(rng.normal(size=(14, 5)), [SOURCE] * 10 + [TARGET] * 4)
     test = features(rng.normal(size=(11, 5)) + 0.3, [SOURCE, TARGET] * 5 + [SOURCE])
@@ -54,45 +37,45 @@ def test_entry_point_registers_knn(registry):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize(("k_source", "k_target"), [(1, 1), (3, 2), (10, 4)])
-def test_scores_match_brute_force(registry, data, metric, k_source, k_target):
+def test_scores_match_brute_force(data, metric, k_source, k_target, scores_of):
     train, test = data
-    scores = knn_scores(registry, train, test, k_source=k_source, k_target=k_target, metric=metric)
+    scores = scores_of("knn", train, test, k_source=k_source, k_target=k_target, metric=metric)
     assert scores.shape == (len(test),)
     np.testing.assert_allclose(scores, brute_force(train, test, k_source, k_target, metric), rtol=1e-9, atol=1e-9)
 
 
-def test_default_params_are_cosine_k1(registry, data):
+def test_default_params_are_cosine_k1(data, scores_of):
     train, test = data
-    np.testing.assert_allclose(knn_scores(registry, train, test), brute_force(train, test, 1, 1, "cosine"), rtol=1e-9)
+    np.testing.assert_allclose(scores_of("knn", train, test), brute_force(train, test, 1, 1, "cosine"), rtol=1e-9)
 
 
-def test_cosine_is_scale_invariant_euclidean_is_not(registry, data):
+def test_cosine_is_scale_invariant_euclidean_is_not(data, scores_of, features):
     train, test = data
     scaled = features(test.embedding * 7.0, test.domain)
-    np.testing.assert_allclose(knn_scores(registry, train, scaled), knn_scores(registry, train, test), rtol=1e-6)
-    assert not np.allclose(knn_scores(registry, train, scaled, metric="euclidean"),
-                           knn_scores(registry, train, test, metric="euclidean"))
+    np.testing.assert_allclose(scores_of("knn", train, scaled), scores_of("knn", train, test), rtol=1e-6)
+    assert not np.allclose(scores_of("knn", train, scaled, metric="euclidean"),
+                           scores_of("knn", train, test, metric="euclidean"))
 
 
-def test_half_factor_and_minimum_over_domains(registry):
+def test_half_factor_and_minimum_over_domains(scores_of, features):
     train = features(np.array([[0.0, 0.0], [10.0, 0.0]]), [SOURCE, TARGET])
     test = features(np.array([[1.0, 0.0], [7.0, 0.0], [0.0, 4.0]]), [SOURCE, SOURCE, TARGET])
-    scores = knn_scores(registry, train, test, metric="euclidean")
+    scores = scores_of("knn", train, test, metric="euclidean")
     np.testing.assert_allclose(scores, [0.5, 1.5, 2.0], atol=1e-12)
 
 
-def test_query_on_a_reference_scores_zero(registry, data):
+def test_query_on_a_reference_scores_zero(data, scores_of):
     train, _ = data
-    scores = knn_scores(registry, train, train, metric="euclidean")
+    scores = scores_of("knn", train, train, metric="euclidean")
     np.testing.assert_allclose(scores, 0.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("present", [SOURCE, TARGET])
-def test_missing_domain_in_training_uses_the_other(registry, data, present):
+def test_missing_domain_in_training_uses_the_other(data, present, scores_of):
     train, test = data
     one_domain = train.select(train.domain == present)
     for metric in ("cosine", "euclidean"):
-        scores = knn_scores(registry, one_domain, test, k_source=2, k_target=2, metric=metric)
+        scores = scores_of("knn", one_domain, test, k_source=2, k_target=2, metric=metric)
         np.testing.assert_allclose(scores, brute_force(one_domain, test, 2, 2, metric), rtol=1e-9)
         assert np.all(np.isfinite(scores))
 
@@ -114,7 +97,7 @@ def test_empty_training_set_is_an_error(registry, data):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_embeddings_are_errors(registry, data, bad):
+def test_non_finite_embeddings_are_errors(registry, data, bad, features):
     train, test = data
     broken = train.embedding.copy()
     broken[3, 1] = bad
@@ -129,12 +112,12 @@ def test_non_finite_embeddings_are_errors(registry, data, bad):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_batching_gives_the_same_results(registry, data, monkeypatch, metric):
+def test_batching_gives_the_same_results(data, monkeypatch, metric, scores_of):
     train, test = data
-    expected = knn_scores(registry, train, test, k_source=3, k_target=2, metric=metric)
+    expected = scores_of("knn", train, test, k_source=3, k_target=2, metric=metric)
     for batch_elements in (1, 100, 200):
         monkeypatch.setattr(asd_backends.distances, "BATCH_ELEMENTS", batch_elements)
-        np.testing.assert_allclose(knn_scores(registry, train, test, k_source=3, k_target=2, metric=metric),
+        np.testing.assert_allclose(scores_of("knn", train, test, k_source=3, k_target=2, metric=metric),
                                    expected, rtol=1e-12)
 
 

@@ -5,25 +5,8 @@ import pytest
 
 import asd_backends.distances
 from asd_backends.distances import smallest_distances
-from asdcore import SOURCE, TARGET, AsdcoreError, FeatureSet, Registry
+from asdcore import SOURCE, TARGET, AsdcoreError
 from asdcore.testing import check_backend
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return Registry()
-
-
-def features(embedding, domain):
-    n = len(embedding)
-    return FeatureSet(embedding=np.asarray(embedding, dtype=np.float32), path=[f"c{i}.wav" for i in range(n)],
-                      section=np.zeros(n), domain=domain, is_anomaly=np.zeros(n), attribute=[""] * n)
-
-
-def scores_of(registry, train, test, **params):
-    backend = registry.create("backends", "memory_bank", params=params)
-    backend.fit(train)
-    return backend.score(test)
 
 
 def knn(query, bank, k):
@@ -64,7 +47,7 @@ def brute_force(train, test, k=1, mixup_alpha=0.9, mixup_neighbors="all", normal
 
 
 @pytest.fixture
-def data():
+def data(features):
     rng = np.random.default_rng(11)
     source = rng.normal(size=(30, 5))
     target = rng.normal(size=(4, 5)) * 0.7 + np.array([1.5, 0, 0, 0, 0])
@@ -75,10 +58,10 @@ def data():
 
 @pytest.mark.parametrize("normalize", ["train", "test_transductive", "none"])
 @pytest.mark.parametrize("mixup_neighbors", ["all", 3, 0])
-def test_scores_equal_brute_force(registry, data, normalize, mixup_neighbors):
+def test_scores_equal_brute_force(data, normalize, mixup_neighbors, scores_of):
     train, test = data
     params = {"normalize": normalize, "mixup_neighbors": mixup_neighbors}
-    np.testing.assert_allclose(scores_of(registry, train, test, **params), brute_force(train, test, **params),
+    np.testing.assert_allclose(scores_of("memory_bank", train, test, **params), brute_force(train, test, **params),
                                rtol=1e-9, atol=1e-12)
 
 
@@ -86,9 +69,9 @@ def test_scores_equal_brute_force(registry, data, normalize, mixup_neighbors):
     {"k": 3}, {"mixup_alpha": 0.6}, {"z_scale": "target"}, {"metric": "cosine"},
     {"k": 2, "metric": "cosine", "mixup_neighbors": 5, "z_scale": "target", "normalize": "test_transductive"},
 ])
-def test_options_equal_brute_force(registry, data, params):
+def test_options_equal_brute_force(data, params, scores_of):
     train, test = data
-    np.testing.assert_allclose(scores_of(registry, train, test, **params), brute_force(train, test, **params),
+    np.testing.assert_allclose(scores_of("memory_bank", train, test, **params), brute_force(train, test, **params),
                                rtol=1e-9, atol=1e-12)
 
 
@@ -98,60 +81,62 @@ def test_defaults_are_genreps(registry):
         1, 0.9, "all", "train", "euclidean")
 
 
-def test_memmixup_adds_target_points_toward_the_nearest_sources(registry):
+def test_memmixup_adds_target_points_toward_the_nearest_sources(scores_of, features):
     train = features([[0.0], [12.0], [5.0]], [SOURCE, SOURCE, TARGET])
     test = features([[5.6]], [TARGET])
     # mixups of 5 (α = 0.9): 4.5 with 0, 5.7 with 12; only 4.5 with one neighbour (0 is the nearer source)
     for neighbors, expected in (("all", 0.1), (2, 0.1), (1, 0.6), (0, 0.6)):
-        got = scores_of(registry, train, test, mixup_neighbors=neighbors, normalize="none")
+        got = scores_of("memory_bank", train, test, mixup_neighbors=neighbors, normalize="none")
         np.testing.assert_allclose(got, [expected], rtol=1e-6)
 
 
-def test_leave_one_out_statistics_leave_out_each_clips_own_mixups(registry):
+def test_leave_one_out_statistics_leave_out_each_clips_own_mixups(scores_of, features):
     train = features([[0.0], [1.0], [3.0], [10.0], [20.0]], [SOURCE] * 3 + [TARGET] * 2)
     test = features([[15.0], [0.5]], [SOURCE, SOURCE])
     # source: 1-NN distances 1, 1, 2. target bank: 10, 9, 9.1, 9.3 and 20, 18, 18.1, 18.3; without
     # its own group 10 is 8 from 18 and 20 is 10 from 10: μ_t = 9, σ_t = 1 (with its mixups 10 would be 0.7)
     mean_s, std_s = 4 / 3, np.std([1, 1, 2])
     expected = [min((12 - mean_s) / std_s, (3 - 9) / 1), min((0.5 - mean_s) / std_s, (8.5 - 9) / 1)]
-    np.testing.assert_allclose(scores_of(registry, train, test), expected, rtol=1e-6)
+    np.testing.assert_allclose(scores_of("memory_bank", train, test), expected, rtol=1e-6)
     expected_target_scale = [min((12 - mean_s) / 1, -6.0), min((0.5 - mean_s) / 1, -0.5)]
-    np.testing.assert_allclose(scores_of(registry, train, test, z_scale="target"), expected_target_scale, rtol=1e-6)
+    np.testing.assert_allclose(scores_of("memory_bank", train, test, z_scale="target"), expected_target_scale,
+                               rtol=1e-6)
 
 
-def test_a_domain_without_statistics_borrows_the_other_domains(registry, data, caplog):
+def test_a_domain_without_statistics_borrows_the_other_domains(data, caplog, scores_of):
     train, test = data
     one_target = train.select(np.arange(31))
     with caplog.at_level("WARNING", logger="asdcore"):
-        got = scores_of(registry, one_target, test)
+        got = scores_of("memory_bank", one_target, test)
     assert "no leave-one-out statistics of the target domain (1 training embeddings" in caplog.text
     source = train.embedding[:30].astype(np.float64)
     loo = [knn(s, np.delete(source, i, axis=0), 1) for i, s in enumerate(source)]
-    raw = scores_of(registry, one_target, test, normalize="none")
+    raw = scores_of("memory_bank", one_target, test, normalize="none")
     np.testing.assert_allclose(got, (raw - np.mean(loo)) / np.std(loo), rtol=1e-9)
 
 
-def test_without_statistics_in_either_domain_distances_stay_raw(registry, data):
+def test_without_statistics_in_either_domain_distances_stay_raw(data, scores_of):
     train, test = data
     two = train.select(np.array([0, 30]))
-    np.testing.assert_allclose(scores_of(registry, two, test), scores_of(registry, two, test, normalize="none"))
+    np.testing.assert_allclose(scores_of("memory_bank", two, test),
+                               scores_of("memory_bank", two, test, normalize="none"))
 
 
 @pytest.mark.parametrize("present", [SOURCE, TARGET])
 @pytest.mark.parametrize("normalize", ["train", "test_transductive"])
-def test_one_training_domain_scores_with_it_alone(registry, data, present, normalize):
+def test_one_training_domain_scores_with_it_alone(data, present, normalize, scores_of):
     train, test = data
     one = train.select(train.domain == present)
-    np.testing.assert_allclose(scores_of(registry, one, test, normalize=normalize),
+    np.testing.assert_allclose(scores_of("memory_bank", one, test, normalize=normalize),
                                brute_force(one, test, normalize=normalize), rtol=1e-9)
 
 
-def test_only_the_transductive_variant_depends_on_the_other_test_clips(registry, data):
+def test_only_the_transductive_variant_depends_on_the_other_test_clips(data, scores_of):
     train, test = data
     part = test.select(np.arange(6))
-    np.testing.assert_array_equal(scores_of(registry, train, part), scores_of(registry, train, test)[:6])
-    assert not np.allclose(scores_of(registry, train, part, normalize="test_transductive"),
-                           scores_of(registry, train, test, normalize="test_transductive")[:6])
+    np.testing.assert_array_equal(scores_of("memory_bank", train, part), scores_of("memory_bank", train, test)[:6])
+    assert not np.allclose(scores_of("memory_bank", train, part, normalize="test_transductive"),
+                           scores_of("memory_bank", train, test, normalize="test_transductive")[:6])
 
 
 def test_k_larger_than_a_bank_is_an_error(registry, data):

@@ -1,37 +1,49 @@
+"""Every test runs with the core, asd_executors and the toys alone; a small grid that every executor runs."""
 import shutil
 from pathlib import Path
 
 import pytest
 
-RAW = """name: raw
-dataset: {name: synth, root: data}
-frontend: {name: raw_spec, params: {n_fft: 512, hop_length: 256, n_mels: 32, pooling: time_mean}}
-backends: [{name: knn, params: {k_source: 1, k_target: 1, metric: cosine}}]
+from asdcore import load_grid
+from asdcore.testing import ToyDataset, only_plugins
+
+PLUGIN = "asd_executors"
+UNTRAINED = """name: untrained
+dataset: {name: toy, root: data}
+frontend: {name: toy, params: {bins: 8}}
+backends: [{name: toy}]
 evaluation: {plots: false}
 """
-AE = """name: ae
-dataset: {name: synth, root: data}
+TRAINED = """name: trained
+dataset: {name: toy, root: data}
 frontend:
-  name: ae
+  name: toy_trained
+  params: {bins: 8, dim: 4}
+  loss: {name: toy}
   training: {epochs: 1, batch_size: 8, scope: per_machine}
-backends: [{name: passthrough}]
+backends: [{name: toy}]
 evaluation: {plots: false}
 """
 GRID = """name: small
-recipes: [raw.yaml, ae.yaml]
-datasets: [{{name: synth, root: {data}, machines: [fan, valve], n_train_source: 12, n_train_target: 4, n_test: 8,
-            clip_seconds: 0.5}}]
+recipes: [untrained.yaml, trained.yaml]
+datasets: [{{name: toy, root: {data}, machines: [alpha, beta]}}]
 seeds: [0, 1]
 output: {output}
 """
 
 
+@pytest.fixture(autouse=True)
+def only_this_plugin():
+    with only_plugins(PLUGIN):
+        yield
+
+
 def write_grid(folder: Path, data: Path, output: str = "out") -> Path:
-    """A grid of two recipes (raw_spec features + kNN; a per-machine AE, 1 epoch) on two synthetic machine
-    types, two seeds: 32 units, trained and untrained."""
+    """A grid of two recipes (untrained toy features; a per-machine trained toy frontend, 1 epoch), both
+    with the toy backend, on two toy machine types, two seeds: 32 units, trained and untrained."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "raw.yaml").write_text(RAW)
-    (folder / "ae.yaml").write_text(AE)
+    (folder / "untrained.yaml").write_text(UNTRAINED)
+    (folder / "trained.yaml").write_text(TRAINED)
     path = folder / "grid.yaml"
     path.write_text(GRID.format(data=data, output=folder / output))
     return path
@@ -45,9 +57,9 @@ def tables(output: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def grid_file(synth_data):
-    """``grid_file(folder, data=None)``: write the small grid (on the shared synthetic data by default)."""
-    return lambda folder, data=None: write_grid(folder, data or synth_data)
+def grid_file(toy_data):
+    """``grid_file(folder, data=None)``: write the small grid (on the shared toy data by default)."""
+    return lambda folder, data=None: write_grid(folder, data or toy_data)
 
 
 @pytest.fixture(scope="session")
@@ -56,24 +68,23 @@ def read_tables():
 
 
 @pytest.fixture(scope="session")
-def synth_data(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("synth") / "data"
+def toy_data(tmp_path_factory) -> Path:
+    return ToyDataset.write(tmp_path_factory.mktemp("toy") / "data")
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory, synth_data) -> dict[str, bytes]:
+def reference(tmp_path_factory, toy_data) -> dict[str, bytes]:
     """The small grid's tables with the core's local executor."""
-    from asdcore import load_grid
-
     folder = tmp_path_factory.mktemp("reference")
-    result = load_grid(write_grid(folder, synth_data), progress=False).run(progress=False)
+    with only_plugins(PLUGIN):
+        result = load_grid(write_grid(folder, toy_data), progress=False).run(progress=False)
     assert result.failure is None
     return tables(folder / "out")
 
 
 @pytest.fixture
-def fresh_data(tmp_path, synth_data, reference) -> Path:
-    """A copy of the generated data that a test may damage."""
+def fresh_data(tmp_path, toy_data) -> Path:
+    """A copy of the toy data that a test may damage."""
     target = tmp_path / "data"
-    shutil.copytree(synth_data, target)
+    shutil.copytree(toy_data, target)
     return target

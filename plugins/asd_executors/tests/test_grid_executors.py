@@ -1,7 +1,10 @@
 """The same grid on every executor gives byte-identical tables."""
+import os
+
 import pytest
 
 from asdcore import load_grid
+from asdcore.testing import only_plugins
 
 EXECUTORS = {
     "processes": {"workers": 2},
@@ -25,6 +28,8 @@ def test_every_executor_gives_the_tables_of_the_local_one(name, tmp_path, grid_f
 
 def test_ray_on_a_local_instance_gives_the_tables_of_the_local_one(ray_instance, tmp_path, grid_file, read_tables,
                                                                   reference):
+    selection = ray_instance.remote(lambda: os.environ.get("ASDCORE_LOAD_PLUGINS"))
+    assert ray_instance.get(selection.remote()) == "asd_executors,asdcore.testing"  # the workers load the toys
     grid = load_grid(grid_file(tmp_path), executor="ray", progress=False)
     result = grid.run(progress=False)
     assert result.failure is None and len(result.outcomes) == 32
@@ -33,8 +38,10 @@ def test_ray_on_a_local_instance_gives_the_tables_of_the_local_one(ray_instance,
 
 @pytest.fixture(scope="module")
 def ray_instance():
+    """A local Ray instance whose workers load the core, asd_executors and the toys alone."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with only_plugins("asd_executors"):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield ray
+        ray.shutdown()

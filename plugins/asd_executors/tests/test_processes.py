@@ -49,16 +49,17 @@ def test_gpu_ids_follow_the_parents_visible_devices(monkeypatch):
 
 def test_a_corrupt_clip_fails_its_machine_type_only_and_a_rerun_does_the_rest(tmp_path, grid_file, fresh_data):
     path = grid_file(tmp_path, fresh_data)
-    bad = sorted((fresh_data / "valve" / "test").glob("*.wav"))[0]
+    bad = sorted((fresh_data / "beta" / "test").glob("*.wav"))[0]
     original = bad.read_bytes()
     bad.write_bytes(b"RIFF" + os.urandom(200))
     first = load_grid(path, executor="processes", progress=False).run(progress=False)
     failed = {uid for uid, o in first.outcomes.items() if o.status == "failed"}
-    assert failed == {"raw/synth/shared/extract/valve", "ae/synth/seed0/extract/valve", "ae/synth/seed1/extract/valve"}
-    assert all(o.status == "done" for uid, o in first.outcomes.items() if "/fan" in uid or "train/valve" in uid)
+    assert failed == {"untrained/toy/shared/extract/beta", "trained/toy/seed0/extract/beta",
+                      "trained/toy/seed1/extract/beta"}
+    assert all(o.status == "done" for uid, o in first.outcomes.items() if "/alpha" in uid or "train/beta" in uid)
     message = str(first.failure)
-    assert f"raw/synth/shared/extract/valve: {bad}: cannot read audio" in message
-    assert "log: " + str(tmp_path / "out" / "raw" / "synth" / "logs" / "shared--extract--valve.log") in message
+    assert f"untrained/toy/shared/extract/beta: {bad}: cannot read audio" in message
+    assert "log: " + str(tmp_path / "out" / "untrained" / "toy" / "logs" / "shared--extract--beta.log") in message
     assert first.markdown is None and len(first.missing) == 4
 
     bad.write_bytes(original)
@@ -68,12 +69,11 @@ def test_a_corrupt_clip_fails_its_machine_type_only_and_a_rerun_does_the_rest(tm
     assert executed == {uid for uid, o in first.outcomes.items() if o.status in ("failed", "blocked")}
 
 
-GRID_RUN = "from asdcore.cli import main; main()"
-
-
 def grid_command(path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", GRID_RUN, "grid", str(path), "--executor", "processes", "--no-progress",
-            "--set", "frontend.training.epochs=25", *extra]
+    """The ``asdcore grid`` program of this environment on the processes executor; 200 epochs make a
+    toy training unit last seconds, long enough to kill its worker in the middle."""
+    return [str(Path(sys.executable).with_name("asdcore")), "grid", str(path), "--executor", "processes",
+            "--no-progress", "--set", "frontend.training.epochs=200", *extra]
 
 
 def test_a_worker_killed_in_the_middle_of_a_unit_then_a_rerun_gives_identical_results(tmp_path, grid_file, read_tables):
@@ -83,7 +83,7 @@ def test_a_worker_killed_in_the_middle_of_a_unit_then_a_rerun_gives_identical_re
 
     path = grid_file(tmp_path / "killed")
     proc = subprocess.Popen(grid_command(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / "killed" / "out" / "ae" / "synth" / "logs" / "seed1--train--valve.log"
+    log = tmp_path / "killed" / "out" / "trained" / "toy" / "logs" / "seed1--train--beta.log"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and "epoch" not in _text(log):
         time.sleep(0.05)
@@ -91,14 +91,14 @@ def test_a_worker_killed_in_the_middle_of_a_unit_then_a_rerun_gives_identical_re
     os.kill(worker, signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1
-    assert "ae/synth/seed1/train/valve: its worker process ended abruptly" in err
-    record = tmp_path / "killed" / "out" / "ae" / "synth" / "seed1" / "frontend" / "valve" / "train.record.json"
+    assert "trained/toy/seed1/train/beta: its worker process ended abruptly" in err
+    record = tmp_path / "killed" / "out" / "trained" / "toy" / "seed1" / "frontend" / "beta" / "train.record.json"
     assert not record.exists()
 
     rerun = subprocess.run(grid_command(path), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert "ae/synth/seed1/train/valve: running" in rerun.stderr
-    assert "raw/synth/shared/extract/fan: running" not in rerun.stderr
+    assert "trained/toy/seed1/train/beta: running" in rerun.stderr
+    assert "untrained/toy/shared/extract/alpha: running" not in rerun.stderr
     assert read_tables(tmp_path / "killed" / "out") == read_tables(reference / "out")
 
 
