@@ -7,7 +7,6 @@ import pytest
 from asdcore import load_grid
 from asdcore.testing import ToyDataset, only_plugins
 
-PLUGIN = "asd_executors"
 UNTRAINED = """name: untrained
 dataset: {name: toy, root: data}
 frontend: {name: toy, params: {bins: 8}}
@@ -34,7 +33,7 @@ output: {output}
 
 @pytest.fixture(autouse=True)
 def only_this_plugin():
-    with only_plugins(PLUGIN):
+    with only_plugins("asd_executors"):
         yield
 
 
@@ -76,7 +75,7 @@ def toy_data(tmp_path_factory) -> Path:
 def reference(tmp_path_factory, toy_data) -> dict[str, bytes]:
     """The small grid's tables with the core's local executor."""
     folder = tmp_path_factory.mktemp("reference")
-    with only_plugins(PLUGIN):
+    with only_plugins("asd_executors"):
         result = load_grid(write_grid(folder, toy_data), progress=False).run(progress=False)
     assert result.failure is None
     return tables(folder / "out")

@@ -70,10 +70,10 @@ def test_a_corrupt_clip_fails_its_machine_type_only_and_a_rerun_does_the_rest(tm
 
 
 def grid_command(path: Path, *extra: str) -> list[str]:
-    """The ``asdcore grid`` program of this environment on the processes executor; 200 epochs make a
-    toy training unit last seconds, long enough to kill its worker in the middle."""
+    """The ``asdcore grid`` program of this environment on the processes executor; 100 epochs make a
+    toy training unit last a second or more, long enough to kill its worker in the middle."""
     return [str(Path(sys.executable).with_name("asdcore")), "grid", str(path), "--executor", "processes",
-            "--no-progress", "--set", "frontend.training.epochs=200", *extra]
+            "--no-progress", "--set", "frontend.training.epochs=100", *extra]
 
 
 def test_a_worker_killed_in_the_middle_of_a_unit_then_a_rerun_gives_identical_results(tmp_path, grid_file, read_tables):
